@@ -1,0 +1,208 @@
+"""Frozen, validated configuration objects, and the one place environment variables are read.
+
+Environment variables (all optional):
+
+============================  ==============================================
+``VECDB_DSN``                 the database; unset: the embedded server
+``VECDB_MIGRATION_DSN``       a direct connection for migrations (PgBouncer)
+``VECDB_DATA_DIR``            the embedded server's data directory
+``VECDB_POOL_<FIELD>``        any `PoolConfig` field, e.g. ``VECDB_POOL_MAX_SIZE=20``
+``VECDB_MIGRATION_<FIELD>``   any `MigrationConfig` field
+============================  ==============================================
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Self
+from urllib.parse import urlsplit, urlunsplit
+
+import annotated_types
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ._errors import ConfigError
+
+__all__ = ["MigrationConfig", "PoolConfig", "env_str", "redact_dsn"]
+
+
+def env_str(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """Return a non-empty environment variable, or ``None``."""
+    value = (os.environ if environ is None else environ).get(name, "").strip()
+    return value or None
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN with its password masked, for messages, logs and repr."""
+    parts = urlsplit(dsn)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return dsn
+
+
+def _describe(field: pydantic.fields.FieldInfo) -> str:
+    """Say in words which values a field accepts ("a number > 0", "an integer >= 1")."""
+    annotation = field.annotation
+    text = {int: "an integer", float: "a number (seconds)", str: "a string"}.get(
+        annotation,  # type: ignore[arg-type]
+        "a value",
+    )
+    if annotation == dict[str, str]:
+        text = 'a JSON object or "name=value,name=value"'
+    if annotation == (float | None):
+        text = "a number (seconds), or 'none' to disable"
+    for meta in field.metadata:
+        for attr, symbol in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            bound = getattr(meta, attr, None)
+            if bound is not None and isinstance(meta, annotated_types.BaseMetadata):
+                text += f" {symbol} {bound}"
+    return text
+
+
+class _Config(BaseModel):
+    """Shared behaviour: frozen, strict about unknown keys, ConfigError on bad values."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    _env_prefix: ClassVar[str]
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except pydantic.ValidationError as exc:
+            raise self._config_error(exc) from None
+
+    @classmethod
+    def _config_error(cls, exc: pydantic.ValidationError) -> ConfigError:
+        lines = []
+        setting = None
+        for error in exc.errors():
+            name = str(error["loc"][0]) if error["loc"] else ""
+            field = cls.model_fields.get(name)
+            if field is None:
+                lines.append(f"{cls.__name__}: {error['msg'].removeprefix('Value error, ')}")
+                continue
+            setting = setting or name
+            lines.append(
+                f"{cls.__name__}: invalid {name}={error.get('input')!r}: {error['msg']}; "
+                f"expected {_describe(field)}"
+            )
+        return ConfigError("\n".join(lines), setting=setting)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+        """Build the config from ``<PREFIX><FIELD>`` environment variables, then ``overrides``.
+
+        Raises:
+            ConfigError: A variable holds a value outside the field's range; the
+                message names the variable and the accepted values.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, field in cls.model_fields.items():
+            variable = f"{cls._env_prefix}{name.upper()}"
+            raw = env_str(variable, env)
+            if raw is None:
+                continue
+            annotation: Any = field.annotation
+            if field.metadata:
+                annotation = Annotated[annotation, *field.metadata]
+            adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(annotation)
+            try:
+                values[name] = adapter.validate_python(_parse_env(raw, field))
+            except pydantic.ValidationError as exc:
+                message = exc.errors()[0]["msg"]
+                raise ConfigError(
+                    f"invalid {variable}={raw!r}: {message}; expected {_describe(field)}",
+                    setting=variable,
+                ) from None
+        return cls(**{**values, **overrides})
+
+
+def _parse_env(raw: str, field: pydantic.fields.FieldInfo) -> Any:
+    if field.annotation == (float | None) and raw.lower() in {"none", "off", "0"}:
+        return None if raw.lower() != "0" else 0.0
+    if field.annotation == dict[str, str]:
+        if raw.startswith("{"):
+            try:
+                return json.loads(raw)
+            except json.JSONDecodeError:
+                return raw  # let validation report it with the variable's name
+        pairs = [item.split("=", 1) for item in raw.split(",") if item.strip()]
+        if any(len(pair) != 2 for pair in pairs):
+            return raw
+        return {key.strip(): value.strip() for key, value in pairs}
+    return raw
+
+
+class PoolConfig(_Config):
+    """How vecdb's asyncpg pool behaves. Frozen; validated on construction.
+
+    Every field can come from a ``VECDB_POOL_<FIELD>`` environment variable
+    (`PoolConfig.from_env()`, which `vecdb.connect()` uses when ``pool=None``).
+
+    Example:
+        >>> PoolConfig(max_size=20, statement_timeout=5.0).max_size
+        20
+
+    Attributes:
+        min_size: Connections opened up front and kept.
+        max_size: Upper bound on open connections.
+        acquire_timeout: Seconds to wait for a free connection before `PoolTimeoutError`.
+        command_timeout: Client-side default timeout (seconds) of each query; ``None``: none.
+        statement_timeout: Server-side ``statement_timeout`` in seconds; ``None``: the server's.
+        max_lifetime: Seconds after which a connection is replaced when next acquired
+            (spreads load after a failover, bounds server-side memory growth); ``None``: never.
+        max_idle: Seconds an idle connection is kept before it is closed (0: forever).
+        statement_cache_size: asyncpg's prepared statement cache per connection; 0 for
+            PgBouncer in transaction mode.
+        application_name: Shown in ``pg_stat_activity``.
+        server_settings: Extra ``SET`` values for every connection, e.g. ``{"work_mem": "64MB"}``.
+    """
+
+    _env_prefix: ClassVar[str] = "VECDB_POOL_"
+
+    min_size: int = Field(default=1, ge=0, le=1000)
+    max_size: int = Field(default=10, ge=1, le=1000)
+    acquire_timeout: float = Field(default=30.0, gt=0)
+    command_timeout: float | None = Field(default=60.0, gt=0)
+    statement_timeout: float | None = Field(default=None, gt=0)
+    max_lifetime: float | None = Field(default=3600.0, gt=0)
+    max_idle: float = Field(default=300.0, ge=0)
+    statement_cache_size: int = Field(default=100, ge=0)
+    application_name: str = Field(default="vecdb", min_length=1, max_length=63)
+    server_settings: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> Self:
+        if self.min_size > self.max_size:
+            raise ValueError(
+                f"min_size ({self.min_size}) must not exceed max_size ({self.max_size})"
+            )
+        return self
+
+
+class MigrationConfig(_Config):
+    """How migrations are applied. Frozen; every field also reads ``VECDB_MIGRATION_<FIELD>``.
+
+    Example:
+        >>> MigrationConfig(lock_wait=5.0, ddl_lock_timeout=2.0).ddl_retries
+        5
+
+    Attributes:
+        lock_wait: Seconds to wait for the migration advisory lock before
+            `MigrationLockTimeout`.
+        ddl_lock_timeout: ``lock_timeout`` for each migration's statements, so DDL
+            never queues behind a long transaction (and blocks every reader behind it).
+        ddl_retries: How many times a migration that hit ``lock_timeout`` is retried.
+        retry_backoff: First retry delay in seconds; doubles each time, with jitter.
+    """
+
+    _env_prefix: ClassVar[str] = "VECDB_MIGRATION_"
+
+    lock_wait: float = Field(default=60.0, gt=0)
+    ddl_lock_timeout: float = Field(default=5.0, gt=0)
+    ddl_retries: int = Field(default=5, ge=0, le=100)
+    retry_backoff: float = Field(default=0.5, ge=0)

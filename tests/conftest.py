@@ -1,0 +1,99 @@
+"""Test fixtures: one real PostgreSQL per test run, one fresh database per test.
+
+The server is ``$VECDB_TEST_DSN`` when set (a role that may CREATE DATABASE),
+else the embedded server, started once in a temporary data directory. Every
+test that asks for ``dsn`` gets a database of its own, created empty and
+dropped afterwards, so tests never see each other's schema or data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+import vecdb
+from vecdb import _embedded
+
+_TEST_SERVER_SETTINGS = {
+    # Durability buys nothing in a throw-away test cluster; turning it off makes
+    # CREATE DATABASE and every commit several times faster.
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+}
+
+
+def with_database(dsn: str, database: str) -> str:
+    """Return ``dsn`` pointing at another database on the same server."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+async def _tune(admin_dsn: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        for name, value in _TEST_SERVER_SETTINGS.items():
+            await conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+        await conn.execute("SELECT pg_reload_conf()")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A DSN with the right to create databases, on the server the tests use."""
+    configured = os.environ.get("VECDB_TEST_DSN")
+    if configured:
+        yield configured
+        return
+    data_dir = tmp_path_factory.mktemp("pg") / "data"
+    server = _embedded.start(data_dir)
+    asyncio.run(_tune(server.dsn))
+    yield server.dsn
+
+
+@pytest.fixture
+def embedded_data_dir(admin_dsn: str) -> Path | None:
+    """The data directory of the embedded test server (``None`` under $VECDB_TEST_DSN)."""
+    if os.environ.get("VECDB_TEST_DSN"):
+        return None
+    host = dict(
+        item.split("=", 1) for item in urlsplit(admin_dsn).query.split("&") if "=" in item
+    ).get("host")
+    return Path(host) if host else None
+
+
+@pytest.fixture
+async def dsn(admin_dsn: str) -> AsyncIterator[str]:
+    """A DSN to a new, empty database that exists for this test only."""
+    name = f"vecdb_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+    finally:
+        await admin.close()
+    try:
+        yield with_database(admin_dsn, name)
+    finally:
+        admin = await asyncpg.connect(admin_dsn)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+async def db(dsn: str) -> AsyncIterator[vecdb.Database]:
+    """A connected, migrated `Database` on this test's own database."""
+    database = await vecdb.connect(dsn, pool=vecdb.PoolConfig(min_size=1, max_size=4))
+    try:
+        yield database
+    finally:
+        await database.close()
