@@ -18,7 +18,7 @@ from ._errors import DatabaseClosedError, PoolTimeoutError, translating
 from ._history import HistoryEvent
 from ._migrator import MigrationStatus, Migrator
 from ._pool import PoolStats
-from ._typing import Connection, Pool
+from ._typing import Pool, PoolConnection
 
 if TYPE_CHECKING:
     from ._config import PoolConfig
@@ -139,12 +139,12 @@ class _Acquire:
     def __init__(self, database: Database, timeout: float | None) -> None:
         self._database = database
         self._timeout = timeout
-        self._conn: Connection | None = None
+        self._conn: PoolConnection | None = None
 
-    def __await__(self) -> Generator[Any, None, Connection]:
+    def __await__(self) -> Generator[Any, None, PoolConnection]:
         return self._database._acquire(self._timeout).__await__()
 
-    async def __aenter__(self) -> Connection:
+    async def __aenter__(self) -> PoolConnection:
         self._conn = await self._database._acquire(self._timeout)
         return self._conn
 
@@ -279,14 +279,14 @@ class Database:
         self._check_open()
         return _Acquire(self, timeout)
 
-    async def _acquire(self, timeout: float | None) -> Connection:
+    async def _acquire(self, timeout: float | None) -> PoolConnection:
         self._check_open()
         budget = self._pool_config.acquire_timeout if timeout is None else timeout
         started = time.perf_counter()
         self._waiting += 1
         try:
             with translating():
-                conn: Connection = await self._pool.acquire(timeout=budget)
+                conn: PoolConnection = await self._pool.acquire(timeout=budget)
         except TimeoutError:
             self._timeouts += 1
             stats = self.pool_stats()
@@ -303,7 +303,7 @@ class Database:
         self._wait_max = max(self._wait_max, waited)
         return conn
 
-    async def release(self, conn: Connection) -> None:
+    async def release(self, conn: PoolConnection) -> None:
         """Return a connection obtained with ``await db.acquire()``.
 
         Shielded from cancellation, so a cancelled task still returns its
@@ -324,7 +324,7 @@ class Database:
         isolation: IsolationLevel | None = None,
         readonly: bool = False,
         timeout: float | None = None,
-    ) -> AsyncIterator[Connection]:
+    ) -> AsyncIterator[PoolConnection]:
         """A pooled connection inside a transaction: commits on success, rolls back on error.
 
         Example:

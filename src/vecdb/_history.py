@@ -52,7 +52,8 @@ _BOOTSTRAP = (
         description     text NOT NULL,
         checksum        text NOT NULL,
         event           text NOT NULL
-                        CHECK (event IN ('applied', 'rolled_back', 'failed', 'baselined', 'repaired')),
+                        CHECK (event IN ('applied', 'rolled_back', 'failed',
+                                         'baselined', 'repaired')),
         started_at      timestamptz NOT NULL,
         finished_at     timestamptz NOT NULL,
         duration_ms     double precision NOT NULL,

@@ -79,9 +79,13 @@ def is_reversible(cls: type[Migration]) -> bool:
 class _StripDocstrings(ast.NodeTransformer):
     def _strip(self, node: Any) -> Any:
         body = node.body
-        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-            if isinstance(body[0].value.value, str):
-                node.body = body[1:] or [ast.Pass()]
+        first = body[0] if body else None
+        if (
+            isinstance(first, ast.Expr)
+            and isinstance(first.value, ast.Constant)
+            and isinstance(first.value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
         self.generic_visit(node)
         return node
 

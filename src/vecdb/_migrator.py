@@ -252,7 +252,7 @@ class Migrator:
         """Every known migration, per source, and any the database has that this code lacks."""
         async with self._session() as conn:
             state = await _history.read_state(conn)
-        result = []
+        result: list[MigrationStatus] = []
         for source in self._sources.values():
             result.extend(
                 _status(s, state.get((source.name, s.version))) for s in source.migrations

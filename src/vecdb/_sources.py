@@ -59,16 +59,14 @@ class Source:
 
 
 def _classes_in(module: types.ModuleType) -> list[type[Migration]]:
-    found = []
-    for value in vars(module).values():
-        if (
-            isinstance(value, type)
-            and issubclass(value, Migration)
-            and value is not Migration
-            and value.__module__ == module.__name__
-        ):
-            found.append(value)
-    return found
+    return [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, Migration)
+        and value is not Migration
+        and value.__module__ == module.__name__
+    ]
 
 
 def _load_package(name: str) -> tuple[str, list[type[Migration]]]:

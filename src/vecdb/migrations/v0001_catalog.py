@@ -13,6 +13,7 @@ class Catalog(Migration):
     version = 1
 
     async def up(self, conn: Connection) -> None:
+        """Create the extension, the schema and the catalog."""
         # The extension is left in place by down(): other schemas' data may use its types.
         await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
         await conn.execute("CREATE SCHEMA IF NOT EXISTS vecdb")
@@ -44,6 +45,7 @@ class Catalog(Migration):
         )
 
     async def down(self, conn: Connection) -> None:
+        """Drop the catalog (refused while collections exist); the extension stays."""
         count = await conn.fetchval("SELECT count(*) FROM vecdb.collections")
         if count:
             raise MigrationError(
