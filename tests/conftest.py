@@ -9,7 +9,11 @@ dropped afterwards, so tests never see each other's schema or data.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
+import shutil
+import sys
+import textwrap
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -97,3 +101,35 @@ async def db(dsn: str) -> AsyncIterator[vecdb.Database]:
         yield database
     finally:
         await database.close()
+
+
+class PackageWriter:
+    """Writes migration packages into a temporary directory on ``sys.path``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def write(self, name: str, modules: dict[str, str], *, init: str = "") -> str:
+        """Create (or overwrite) package ``name`` with ``modules`` (module name -> source)."""
+        package = self.root / name
+        # Start from nothing: a module left from an earlier write would still be found.
+        shutil.rmtree(package, ignore_errors=True)
+        package.mkdir()
+        (package / "__init__.py").write_text(init)
+        for module, source in modules.items():
+            (package / f"{module}.py").write_text(textwrap.dedent(source))
+        importlib.invalidate_caches()
+        for loaded in [m for m in sys.modules if m == name or m.startswith(f"{name}.")]:
+            del sys.modules[loaded]
+        return name
+
+
+@pytest.fixture
+def packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PackageWriter:
+    """Write importable migration packages for this test (unique names avoid clashes)."""
+    root = tmp_path / "pkgs"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+    # Rewritten modules can keep their size and mtime second; stale bytecode would win.
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    return PackageWriter(root)
