@@ -209,7 +209,7 @@ class _RetrySignal(logging.Handler):
 async def test_ddl_blocked_by_a_long_transaction_times_out_retries_then_succeeds(
     dsn: str, packages: PackageWriter
 ) -> None:
-    pkg = packages.write("ddl_retry", {"v0001": ALTER_BLOCKED.split("class AlterT")[0]})
+    pkg = packages.write("ddl_retry", {"v0001": ALTER_BLOCKED.split("class AlterT", maxsplit=1)[0]})
     await (await vecdb.connect(dsn, migrations=[pkg])).close()
     pkg = packages.write("ddl_retry", {"v0001": ALTER_BLOCKED})
 
@@ -247,7 +247,7 @@ async def test_ddl_blocked_by_a_long_transaction_times_out_retries_then_succeeds
 async def test_ddl_blocked_past_its_retries_fails_cleanly(
     dsn: str, packages: PackageWriter
 ) -> None:
-    pkg = packages.write("ddl_fail", {"v0001": ALTER_BLOCKED.split("class AlterT")[0]})
+    pkg = packages.write("ddl_fail", {"v0001": ALTER_BLOCKED.split("class AlterT", maxsplit=1)[0]})
     await (await vecdb.connect(dsn, migrations=[pkg])).close()
     pkg = packages.write("ddl_fail", {"v0001": ALTER_BLOCKED})
     blocker = await asyncpg.connect(dsn)
@@ -276,7 +276,9 @@ class Items(vecdb.Migration):
 
     async def up(self, conn):
         await conn.execute("CREATE TABLE items (id int, code text)")
-        await conn.execute("INSERT INTO items SELECT g, (g % 10)::text FROM generate_series(1, 1000) g")
+        await conn.execute(
+            "INSERT INTO items SELECT g, (g % 10)::text FROM generate_series(1, 1000) g"
+        )
 
 class IndexItems(vecdb.Migration):
     '''Index items concurrently.'''

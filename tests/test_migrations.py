@@ -276,7 +276,8 @@ async def test_ten_thousand_rows_survive_up_down_up(dsn: str, packages: PackageW
     async with vecdb.connect(dsn, migrations=[pkg]) as db:
         async with db.acquire() as conn:
             await conn.execute(
-                "INSERT INTO items (id, payload) SELECT g, md5(g::text) FROM generate_series(1, 10000) g"
+                "INSERT INTO items (id, payload) "
+                "SELECT g, md5(g::text) FROM generate_series(1, 10000) g"
             )
             before = await _table_checksum(conn)
         await db.migrations.rollback(to=1)
