@@ -9,10 +9,12 @@ dropped afterwards, so tests never see each other's schema or data.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib
 import os
 import shutil
 import sys
+import tempfile
 import textwrap
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -51,14 +53,19 @@ async def _tune(admin_dsn: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def admin_dsn() -> Iterator[str]:
     """A DSN with the right to create databases, on the server the tests use."""
     configured = os.environ.get("VECDB_TEST_DSN")
     if configured:
         yield configured
         return
-    data_dir = tmp_path_factory.mktemp("pg") / "data"
-    server = _embedded.start(data_dir)
+    # Not under pytest's basetemp: a later pytest session makes that directory
+    # private again (0700) and the server, running as its own user when we are
+    # root, would lose its files. Removed at exit, after the wheel stops it
+    # (atexit runs in reverse order of registration).
+    root = Path(tempfile.mkdtemp(prefix="vecdb-test-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    server = _embedded.start(root / "data")
     asyncio.run(_tune(server.dsn))
     yield server.dsn
 

@@ -470,3 +470,34 @@ async def test_at_head_connect_takes_no_lock(dsn: str, packages: PackageWriter) 
             assert (await db.health()).ok
     finally:
         await holder.close()
+
+
+async def test_upgrade_to_an_app_version_applies_vecdb_first_and_reports_when(
+    dsn: str, packages: PackageWriter
+) -> None:
+    pkg = packages.write("mig_order", {"v0001_items": ITEMS, "v0002_lang": ADD_LANG})
+    async with vecdb.connect(dsn, migrations=[pkg], migrate="off") as db:
+        planned = await db.migrations.plan(to=1, source=pkg)
+        assert [(p.source, p.version) for p in planned] == [("vecdb", 1), (pkg, 1)]
+        applied = await db.migrations.upgrade(to=1, source=pkg)
+        assert [(a.source, a.version, a.state) for a in applied] == [
+            ("vecdb", 1, "applied"),
+            (pkg, 1, "applied"),
+        ]
+        assert all(a.applied_at is not None for a in applied)
+        assert all(a.recorded_checksum == a.checksum for a in applied)
+
+
+async def test_baseline_reports_the_versions_as_applied(dsn: str, packages: PackageWriter) -> None:
+    pkg = packages.write("mig_base2", {"v0001_items": ITEMS})
+    async with vecdb.connect(dsn, migrations=[pkg], migrate="off") as db:
+        marked = await db.migrations.baseline(to=1, source=pkg)
+        assert [(m.version, m.state) for m in marked] == [(1, "applied")]
+        assert marked[0].applied_at is not None
+
+
+async def test_rollback_without_an_app_source_must_name_vecdb(db: vecdb.Database) -> None:
+    with pytest.raises(vecdb.ConfigError, match="source='vecdb'") as caught:
+        await db.migrations.rollback(to=0)
+    assert caught.value.setting == "source"
+    assert {s.state for s in await db.migrations.status()} == {"applied"}

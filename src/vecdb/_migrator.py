@@ -202,13 +202,21 @@ class Migrator:
                         current=spec.checksum,
                     )
 
-    def _resolve_source(self, source: str | None) -> Source:
+    def _resolve_source(self, source: str | None, *, for_rollback: bool = False) -> Source:
         if source is None:
             apps = [name for name in self._sources if name != BUNDLED_SOURCE]
             if len(apps) > 1:
                 raise ConfigError(
                     f"several migration sources exist ({', '.join(self._sources)}); "
                     "pass source= to say which one",
+                    setting="source",
+                )
+            if not apps and for_rollback:
+                # Most likely the application's migrations were forgotten; rolling
+                # back vecdb's own catalog must be asked for by name.
+                raise ConfigError(
+                    "no application migration source is loaded (pass migrations=[...] or "
+                    "--migrations); to roll back vecdb's own migrations, pass source='vecdb'",
                     setting="source",
                 )
             source = apps[0] if apps else BUNDLED_SOURCE
@@ -225,23 +233,26 @@ class Migrator:
         to: int | None,
         source: str | None,
     ) -> list[MigrationSpec]:
-        if to is not None:
+        """Pending migrations in order; with ``source``, earlier sources go to head first.
+
+        Sources are applied in order (vecdb's own first), so an application's
+        migration never runs before the library schema it builds on.
+        """
+        names = list(self._sources)
+        limits: dict[str, int] = {name: self._sources[name].head for name in names}
+        if source is not None or to is not None:
             target = self._resolve_source(source)
-            if not 0 <= to <= target.head:
+            if to is not None and not 0 <= to <= target.head:
                 raise ConfigError(
                     f"to={to} is outside source {target.name!r}'s versions 0..{target.head}",
                     setting="to",
                 )
-            chosen = [target]
-        elif source is not None:
-            chosen = [self._resolve_source(source)]
-        else:
-            chosen = list(self._sources.values())
+            names = names[: names.index(target.name) + 1]
+            limits[target.name] = target.head if to is None else to
         pending = []
-        for src in chosen:
-            limit = src.head if to is None else to
-            for spec in src.migrations[:limit]:
-                row = state.get((src.name, spec.version))
+        for name in names:
+            for spec in self._sources[name].migrations[: limits[name]]:
+                row = state.get((name, spec.version))
                 if row is None or row.status != "applied":
                     pending.append(spec)
         return pending
@@ -335,7 +346,8 @@ class Migrator:
                 for spec in self._pending(state, to, source):
                     await self._run(conn, spec, "up", state.get((spec.source, spec.version)))
                     applied.append(spec)
-        return [dataclasses.replace(_status(s, None), state="applied") for s in applied]
+                after = await _history.read_state(conn)
+        return [_status(s, after.get((s.source, s.version))) for s in applied]
 
     async def rollback(self, to: int, source: str | None = None) -> list[MigrationStatus]:
         """Run ``down()`` of every applied migration above ``to`` in ``source``, newest first.
@@ -344,7 +356,7 @@ class Migrator:
             IrreversibleMigrationError: A migration on the path has no ``down()``;
                 raised before anything changes.
         """
-        target = self._resolve_source(source)
+        target = self._resolve_source(source, for_rollback=True)
         if not 0 <= to <= target.head:
             raise ConfigError(
                 f"to={to} is outside source {target.name!r}'s versions 0..{target.head}",
@@ -419,7 +431,7 @@ class Migrator:
                 f"to={to} is outside source {target.name!r}'s versions 1..{target.head}",
                 setting="to",
             )
-        marked = []
+        marked: list[MigrationSpec] = []
         async with self._session() as conn, self._locked(conn) as state:
             for spec in target.migrations[:to]:
                 if (spec.source, spec.version) in state:
@@ -445,8 +457,9 @@ class Migrator:
                         library_version=__version__,
                     )
                 logger.info("Baselined %s %d (%s)", spec.source, spec.version, spec.description)
-                marked.append(_status(spec, None))
-        return marked
+                marked.append(spec)
+            after = await _history.read_state(conn)
+        return [_status(s, after.get((s.source, s.version))) for s in marked]
 
     # -- one step -------------------------------------------------------------------
 
@@ -594,7 +607,9 @@ class Migrator:
                     f" INVALID indexes left behind (a failed CREATE INDEX CONCURRENTLY): "
                     f"{', '.join(invalid)}; drop them (DROP INDEX CONCURRENTLY) before retrying."
                 )
-        logger.error("%s %d failed: %s", spec.source, spec.version, server_message)
+        # INFO, not ERROR: the MigrationError raised below carries the same text, and
+        # an application without logging set up would otherwise print it twice.
+        logger.info("%s %d failed: %s", spec.source, spec.version, server_message)
         raise MigrationError(
             f"migration {spec.source} {spec.version} ({spec.description}) could not be {action}: "
             f"{server_message}\n{consequence} Later migrations were not run. Fix the migration "
