@@ -1,0 +1,351 @@
+"""The ``vecdb`` command: inspect and change the migration state of a database.
+
+Usage::
+
+    vecdb status [--check]             every migration per source, and its state
+    vecdb plan [--to N] [--source S]   what `migrate` would run; applies nothing
+    vecdb migrate [--to N] [--source S]
+    vecdb rollback --to N [--source S]
+    vecdb history                      every migration event, oldest first
+    vecdb repair                       accept the changed code of applied migrations
+    vecdb baseline --to N [--source S] record 1..N as applied without running them
+    vecdb invalid-indexes              INVALID indexes left by failed concurrent builds
+
+Every command takes ``--dsn`` (default ``$VECDB_DSN``, else the embedded server),
+``--data-dir``, ``--migrations PKG`` (repeatable; the current directory is
+importable), ``--json`` and ``-v``. Exit codes: 0 success, 1 a vecdb error,
+2 bad usage, 3 ``status --check`` found pending, incomplete, unknown or
+drifted migrations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from ._config import PoolConfig
+from ._connect import connect
+from ._database import Migrations
+from ._errors import VecdbError
+from ._history import HistoryEvent
+from ._migrator import MigrationStatus
+from ._version import __version__
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHECK_FAILED = 0, 1, 2, 3
+_ERROR_WIDTH = 60
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What a command produced: data for ``--json``, text for humans, and the exit code."""
+
+    data: Any
+    text: str
+    code: int = EXIT_OK
+
+
+# -- formatting -------------------------------------------------------------------------
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> str:
+    """Plain-text columns, padded to the widest cell; columns in ``right`` are right-aligned."""
+    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = (
+            cell.rjust(width) if i in right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        )
+        return "  ".join(padded).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def _when(value: dt.datetime | None) -> str:
+    return "-" if value is None else value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _duration(ms: float) -> str:
+    return f"{ms:.1f} ms" if ms < 1000 else f"{ms / 1000:.2f} s"
+
+
+def _short(text: str | None, width: int = _ERROR_WIDTH) -> str:
+    if not text:
+        return ""
+    first = text.strip().splitlines()[0]
+    return first if len(first) <= width else first[: width - 3] + "..."
+
+
+def _status_table(rows: Sequence[MigrationStatus]) -> str:
+    cells = [
+        [
+            r.source,
+            str(r.version),
+            r.description,
+            r.state,
+            _when(r.applied_at),
+            (r.checksum or r.recorded_checksum or "-")[:12],
+            "yes" if r.drift else "no",
+        ]
+        for r in rows
+    ]
+    headers = ["source", "version", "description", "state", "applied_at", "checksum", "drift"]
+    return _table(headers, cells, right=[1])
+
+
+def _steps(title: str, rows: Sequence[MigrationStatus], empty: str) -> str:
+    if not rows:
+        return empty
+    cells = [[r.source, str(r.version), r.description] for r in rows]
+    return f"{title} {len(rows)} migration(s):\n" + _table(
+        ["source", "version", "description"], cells, right=[1]
+    )
+
+
+def _history_table(events: Sequence[HistoryEvent]) -> str:
+    if not events:
+        return "No migration events recorded."
+    cells = [
+        [
+            str(e.id),
+            _when(e.started_at),
+            e.source,
+            str(e.version),
+            e.event,
+            _duration(e.duration_ms),
+            _short(e.error),
+        ]
+        for e in events
+    ]
+    headers = ["id", "time (UTC)", "source", "version", "event", "duration", "error"]
+    return _table(headers, cells, right=[0, 3, 5])
+
+
+def _json_default(value: object) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
+
+
+def _to_json(data: Any) -> str:
+    if isinstance(data, list):
+        data = [
+            dataclasses.asdict(d) if dataclasses.is_dataclass(d) and not isinstance(d, type) else d
+            for d in data
+        ]
+    return json.dumps(data, default=_json_default, indent=2)
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+async def _status(m: Migrations, args: argparse.Namespace) -> _Outcome:
+    rows = await m.status()
+    unsettled = any(r.state != "applied" or r.drift for r in rows)
+    code = EXIT_CHECK_FAILED if args.check and unsettled else EXIT_OK
+    return _Outcome(rows, _status_table(rows), code)
+
+
+async def _plan(m: Migrations, args: argparse.Namespace) -> _Outcome:
+    rows = await m.plan(args.to, args.source)
+    return _Outcome(rows, _steps("Would apply", rows, "Nothing to do: already at head."))
+
+
+async def _migrate(m: Migrations, args: argparse.Namespace) -> _Outcome:
+    rows = await m.upgrade(args.to, args.source)
+    return _Outcome(rows, _steps("Applied", rows, "Already at head."))
+
+
+async def _rollback(m: Migrations, args: argparse.Namespace) -> _Outcome:
+    rows = await m.rollback(args.to, args.source)
+    return _Outcome(rows, _steps("Rolled back", rows, "Nothing to roll back."))
+
+
+async def _history(m: Migrations, args: argparse.Namespace) -> _Outcome:
+    events = await m.history()
+    return _Outcome(events, _history_table(events))
+
+
+async def _repair(m: Migrations, args: argparse.Namespace) -> _Outcome:
+    rows = await m.repair()
+    return _Outcome(rows, _steps("Repaired", rows, "Nothing to repair: no checksum changed."))
+
+
+async def _baseline(m: Migrations, args: argparse.Namespace) -> _Outcome:
+    rows = await m.baseline(args.to, args.source)
+    return _Outcome(rows, _steps("Baselined", rows, "Nothing to baseline: already recorded."))
+
+
+async def _invalid_indexes(m: Migrations, args: argparse.Namespace) -> _Outcome:
+    names = await m.invalid_indexes()
+    text = "\n".join(names) if names else "No invalid indexes."
+    return _Outcome(names, text)
+
+
+Command = Callable[[Migrations, argparse.Namespace], Awaitable[_Outcome]]
+
+
+# -- arguments ----------------------------------------------------------------------------
+
+
+def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """The options every command takes, accepted before and after the command's name.
+
+    Subcommands use ``SUPPRESS`` defaults so that an option given before the
+    command is not overwritten by the subcommand's default.
+    """
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    parser.add_argument(
+        "--dsn",
+        default=default(None),
+        help="PostgreSQL DSN (default: $VECDB_DSN, else the embedded server)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        metavar="PATH",
+        default=default(None),
+        help="data directory of the embedded server (default: $VECDB_DATA_DIR)",
+    )
+    parser.add_argument(
+        "--migrations",
+        metavar="PKG",
+        action="append",
+        dest="more_migrations" if suppress else "migrations",
+        default=default([]),
+        help="application migration package (repeatable), importable from the current directory",
+    )
+    parser.add_argument(
+        "--json", action="store_true", default=default(False), help="machine-readable output"
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default(False),
+        help="log migration steps to stderr",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vecdb",
+        description="Inspect and change the migration state of a vecdb database.",
+        epilog="Exit codes: 0 success, 1 a vecdb error, 2 bad usage, "
+        "3 `status --check` found something not applied or drifted.",
+    )
+    parser.add_argument("--version", action="version", version=f"vecdb {__version__}")
+    _add_common(parser, suppress=False)
+    common = argparse.ArgumentParser(add_help=False)
+    _add_common(common, suppress=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func: Command, help_: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, parents=[common], help=help_, description=help_)
+        sub.set_defaults(func=func)
+        return sub
+
+    def target(sub: argparse.ArgumentParser, *, required: bool) -> None:
+        sub.add_argument(
+            "--to", type=int, required=required, metavar="N", help="target version of the source"
+        )
+        sub.add_argument("--source", help="migration source (default: the only application source)")
+
+    status = command("status", _status, "every migration per source, and its state")
+    status.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 3 if anything is pending, incomplete, unknown or drifted",
+    )
+    target(command("plan", _plan, "what `migrate` would run; applies nothing"), required=False)
+    target(command("migrate", _migrate, "apply pending migrations"), required=False)
+    target(command("rollback", _rollback, "roll a source back to version N"), required=True)
+    command("history", _history, "every migration event, oldest first")
+    command("repair", _repair, "accept the changed code of applied migrations")
+    target(
+        command("baseline", _baseline, "record versions 1..N as applied without running them"),
+        required=True,
+    )
+    command("invalid-indexes", _invalid_indexes, "INVALID indexes left by failed builds")
+    return parser
+
+
+# -- running ------------------------------------------------------------------------------
+
+
+def _setup_logging(*, verbose: bool) -> None:
+    """Send vecdb's log to stderr: every step with ``-v``, else only warnings.
+
+    A command-line tool is an application: the one place vecdb installs a handler.
+    Without ``-v``, ERROR records are dropped: each one comes with a raised error
+    that `main` prints as ``error: ...``, so showing both would say it twice.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    logger = logging.getLogger("vecdb")
+    if verbose:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logger.setLevel(logging.INFO)
+    else:
+        handler.setFormatter(logging.Formatter("warning: %(message)s"))
+        handler.addFilter(lambda record: record.levelno < logging.ERROR)
+        logger.setLevel(logging.WARNING)
+    logger.addHandler(handler)
+    logger.propagate = False
+
+
+async def _run(args: argparse.Namespace, migrations: Sequence[str]) -> _Outcome:
+    async with connect(
+        args.dsn,
+        data_dir=args.data_dir,
+        migrations=migrations,
+        migrate="off",
+        pool=PoolConfig(min_size=0, max_size=1),
+    ) as db:
+        func: Command = args.func
+        return await func(db.migrations, args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``vecdb`` command line.
+
+    Example:
+        >>> main(["status", "--dsn", "postgresql://app@db/app"])  # doctest: +SKIP
+        0
+
+    Args:
+        argv: The arguments, without the program name (default ``sys.argv[1:]``).
+
+    Returns:
+        The exit code: 0 success, 1 a vecdb error, 2 bad usage (argparse exits
+        itself), 3 ``status --check`` found something not applied or drifted.
+    """
+    args = _parser().parse_args(argv)
+    migrations = [*args.migrations, *getattr(args, "more_migrations", [])]
+    _setup_logging(verbose=args.verbose)
+    if migrations and os.getcwd() not in sys.path:
+        # `--migrations myapp.migrations` from a project root, as `python -m` would.
+        sys.path.insert(0, os.getcwd())
+    try:
+        outcome = asyncio.run(_run(args, migrations))
+    except VecdbError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"error": {"type": type(exc).__name__, "message": str(exc)}}))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    print(_to_json(outcome.data) if args.json else outcome.text)
+    return outcome.code
