@@ -8,6 +8,8 @@ Example:
 
 from __future__ import annotations
 
+from ._catalog import CollectionInfo
+from ._collection import Collection, Hit
 from ._config import MigrationConfig, PoolConfig
 from ._connect import ConnectCall, connect
 from ._database import Database, Health, Migrations
@@ -37,28 +39,43 @@ from ._errors import (
     VecdbError,
 )
 from ._history import HistoryEvent
+from ._indexing import IndexProgress
 from ._migration import Migration
 from ._migrator import MigrationStatus
 from ._pool import PoolStats
+from ._record import Dim, Record, Vector
+from ._search import Explain
+from ._spec import HNSW, ForeignKey, Metric, Storage
+from ._typing import Connection
 from ._version import __version__
 
 __all__ = [
+    "HNSW",
+    "Collection",
+    "CollectionInfo",
     "CollectionNotFoundError",
     "ConfigError",
     "ConnectCall",
     "ConnectError",
+    "Connection",
     "Database",
     "DatabaseClosedError",
     "DatabaseError",
+    "Dim",
     "DimensionMismatchError",
     "DuplicateRecordError",
     "EmbeddedServer",
+    "Explain",
     "FilterError",
+    "ForeignKey",
     "Health",
     "HistoryEvent",
+    "Hit",
+    "IndexProgress",
     "InvalidVectorError",
     "IrreversibleMigrationError",
     "LockTimeoutError",
+    "Metric",
     "Migration",
     "MigrationChainError",
     "MigrationConfig",
@@ -72,10 +89,13 @@ __all__ = [
     "PoolStats",
     "PoolTimeoutError",
     "QueryTimeoutError",
+    "Record",
     "RecordValidationError",
     "SchemaMismatchError",
     "SchemaTooNewError",
+    "Storage",
     "VecdbError",
+    "Vector",
     "__version__",
     "connect",
 ]

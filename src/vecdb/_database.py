@@ -7,17 +7,21 @@ import dataclasses
 import enum
 import time
 import warnings
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Generator, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 import anyio
 
+from . import _collection
+from ._catalog import CollectionInfo
+from ._collection import DEFAULT_INDEX, Collection, M
 from ._config import redact_dsn
 from ._errors import DatabaseClosedError, PoolTimeoutError, translating
 from ._history import HistoryEvent
 from ._migrator import MigrationStatus, Migrator
 from ._pool import PoolStats
+from ._spec import HNSW, ForeignKey, Metric, Storage
 from ._typing import Pool, PoolConnection
 
 if TYPE_CHECKING:
@@ -386,4 +390,84 @@ class Database:
         )
 
     # -- collections ----------------------------------------------------------------
-    # (collection(), collections(), drop_collection() are added by the collections module)
+
+    async def collection(
+        self,
+        name: str,
+        model: type[M],
+        *,
+        dim: int | None = None,
+        metric: Metric = "cosine",
+        storage: Storage = "vector",
+        index: HNSW | None = DEFAULT_INDEX,
+        filterable: Iterable[str] = (),
+        foreign_keys: Mapping[str, ForeignKey] | None = None,
+        evolve: bool = False,
+        schema: str = "public",
+        timeout: float | None = None,
+    ) -> Collection[M]:
+        """Create a collection, or open it and check its definition.
+
+        Safe to call from several tasks or processes at once: creation is
+        serialised on the collection's name, and every caller gets the same table.
+
+        Example:
+            >>> class Chunk(vecdb.Record):
+            ...     id: int
+            ...     doc_id: str
+            ...     text: str
+            ...     embedding: vecdb.Vector
+            >>> chunks = await db.collection("chunks", Chunk, dim=384, metric="cosine",
+            ...                              filterable=("doc_id",))  # doctest: +SKIP
+
+        Args:
+            name: The collection (and table) name: ``[a-z_][a-z0-9_]*``, at most 48 characters.
+            model: The `Record` subclass; its fields become typed columns.
+            dim: The dimension of vector fields that do not declare `Dim`.
+            metric: ``"cosine"``, ``"l2"``, ``"inner_product"`` or ``"l1"``.
+            storage: ``"vector"`` (float32) or ``"halfvec"`` (float16: half the space).
+            index: ``vecdb.HNSW(m=, ef_construction=)``, or ``None`` for exact
+                search only; default ``HNSW()`` (m=16, ef_construction=64).
+            filterable: Fields to index for filters (B-tree; GIN for arrays and
+                jsonb). Every declared field can be filtered; these are fast.
+            foreign_keys: Field name to `ForeignKey` on another collection's id.
+            evolve: On open, add new optional fields (``ALTER TABLE ... ADD
+                COLUMN``) and create/drop filter indexes; never anything destructive.
+            schema: The PostgreSQL schema of the table.
+            timeout: Seconds to wait for a pooled connection.
+
+        Raises:
+            ConfigError: A bad name, field type, metric, storage, index or foreign key.
+            SchemaMismatchError: The collection exists with another definition;
+                ``differences`` lists each one and how to resolve it.
+            CollectionNotFoundError: A foreign key names a missing collection.
+        """
+        return await _collection.open_collection(
+            self,
+            name,
+            model,
+            dim=dim,
+            metric=metric,
+            storage=storage,
+            index=index,
+            filterable=filterable,
+            foreign_keys=foreign_keys,
+            evolve=evolve,
+            schema=schema,
+            timeout=timeout,
+        )
+
+    async def collections(self, *, timeout: float | None = None) -> list[CollectionInfo]:
+        """Every collection: name, table, model and stored definition, by name."""
+        self._check_open()
+        return await _collection.list_collections(self, timeout)
+
+    async def drop_collection(self, name: str, *, timeout: float | None = None) -> None:
+        """Drop a collection: its table and catalog row, in one transaction.
+
+        Raises:
+            CollectionNotFoundError: No collection has that name.
+            ConfigError: Another collection references it by foreign key.
+        """
+        self._check_open()
+        await _collection.drop_collection(self, name, timeout)

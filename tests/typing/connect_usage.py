@@ -28,7 +28,8 @@ async def connect_and_inspect() -> list[vecdb.MigrationStatus]:
         assert all(event.duration_ms >= 0 for event in history)
         stats: vecdb.PoolStats = db.pool_stats()
         health: vecdb.Health = await db.health()
-        assert stats.max_size == 20 and health.ok
+        assert stats.max_size == 20
+        assert health.ok
         async with db.acquire() as conn:
             value: int = await conn.fetchval("SELECT 1")
             assert value == 1
@@ -44,8 +45,14 @@ async def await_form() -> None:
         reverted = await db.migrations.rollback(to=0, source="myapp")
         assert [m.version for m in applied] == [m.version for m in reverted]
     except vecdb.MigrationLockTimeout as exc:
-        print(exc.holder)
+        holder: dict[str, object] | None = exc.holder
+        assert holder is None or "pid" in holder
     except vecdb.MigrationError as exc:
-        print(exc.source, exc.version, exc.server_message)
+        failed: tuple[str | None, int | None, str | None] = (
+            exc.source,
+            exc.version,
+            exc.server_message,
+        )
+        assert failed
     finally:
         await db.close()

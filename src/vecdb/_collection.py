@@ -1,0 +1,642 @@
+"""`Collection[M]`: typed records in a PostgreSQL table, written in bulk and searched by vector.
+
+Made by ``await db.collection(name, Model, dim=...)``; see `docs/collections.md`
+and `docs/search.md`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _catalog, _indexing, _spec
+from ._ddl import hnsw_name
+from ._errors import (
+    ConfigError,
+    FilterError,
+    translating,
+)
+from ._filters import CompiledFilter, compile_filter
+from ._indexing import ProgressCallback
+from ._record import Record, VectorSpec
+from ._search import (
+    DISTANCE,
+    EF_SEARCH_MAX,
+    EstimateCache,
+    Explain,
+    Plan,
+    apply_settings,
+    choose,
+    search_sql,
+    uses_index,
+)
+from ._spec import HNSW, CollectionSpec, ForeignKey, Metric, Storage
+from ._sql import qualified, quote_ident
+from ._typing import AnyConnection
+from ._validate import RecordCodec, check_vectors
+from ._writer import Writer, affected
+
+if TYPE_CHECKING:
+    from ._database import Database
+
+__all__ = ["DEFAULT_INDEX", "Collection", "Hit", "open_collection"]
+
+logger = logging.getLogger("vecdb.collections")
+
+M = TypeVar("M", bound=Record)
+
+DEFAULT_INDEX = HNSW()
+MAX_K = 10_000
+
+RecordInput: TypeAlias = M | Mapping[str, Any]
+VectorInput: TypeAlias = Sequence[float] | npt.NDArray[Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Hit(Generic[M]):
+    """One search result.
+
+    Attributes:
+        record: The record; its vector fields are ``None`` unless the search
+            passed ``include_vectors=True``.
+        distance: Smaller is closer. ``cosine``: 1 - cosine similarity (0..2);
+            ``l2``: Euclidean distance; ``inner_product``: the *negative* inner
+            product (-a·b); ``l1``: taxicab distance.
+    """
+
+    record: M
+    distance: float
+
+
+def _check_int(value: Any, low: int, high: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(
+            f"{name} must be an int from {low} to {high}, got {value!r}", setting=name
+        )
+    return value
+
+
+class Collection(Generic[M]):
+    """A collection of ``M`` records: one table, typed columns, vector indexes.
+
+    Get one with ``await db.collection("chunks", Chunk, dim=384)``.
+
+    Example:
+        >>> chunks = await db.collection("chunks", Chunk, dim=384, metric="cosine")
+        >>> await chunks.upsert([Chunk(id=1, doc_id="a", text="...", embedding=v)])
+        1
+        >>> hits = await chunks.search(q, k=10, where={"doc_id": "a"})
+        >>> hits[0].record.text, hits[0].distance
+    """
+
+    def __init__(
+        self, db: Database, model: type[M], spec: CollectionSpec, *, iterative: bool
+    ) -> None:
+        self._db = db
+        self._model = model
+        self._spec = spec
+        self._codec = RecordCodec(model, spec)
+        self._fields = spec.layout.filterable
+        self._iterative = iterative
+        self._estimates = EstimateCache()
+        self._table = qualified(spec.schema, spec.table)
+        self._writer = Writer(db, spec, self._codec)
+        self._select = ", ".join(quote_ident(c) for c in spec.layout.columns)
+        self._select_scalars = ", ".join(quote_ident(c) for c in self._codec.scalar_columns)
+
+    def __repr__(self) -> str:
+        return (
+            f"<vecdb.Collection {self._spec.name!r} of {self._model.__name__} "
+            f"({self._spec.metric}, {self._spec.storage})>"
+        )
+
+    @property
+    def name(self) -> str:
+        """The collection's name."""
+        return self._spec.name
+
+    @property
+    def model(self) -> type[M]:
+        """The record class."""
+        return self._model
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The definition as stored in the catalog (fields, vectors, metric, index...)."""
+        return self._spec.to_json()
+
+    @property
+    def table(self) -> str:
+        """The table, ``schema.name``, for hand-written SQL."""
+        return f"{self._spec.schema}.{self._spec.table}"
+
+    # -- writing ---------------------------------------------------------------------
+
+    async def upsert(
+        self,
+        records: Iterable[RecordInput[M]] | AsyncIterable[RecordInput[M]],
+        *,
+        batch_size: int | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Insert records, replacing those whose id exists; return the rows written.
+
+        Records are model instances or dicts. Each chunk of the input is
+        validated before it is sent, then COPYed (binary) into a temporary table
+        and merged with one ``INSERT ... ON CONFLICT (id) DO UPDATE``. An id
+        given twice keeps its last record.
+
+        Args:
+            records: An iterable or async iterable of records (a list, a generator...).
+            batch_size: ``None`` (default): everything in one transaction, all
+                or nothing. A number: commit every ``batch_size`` records, so a
+                failure keeps the batches before it.
+            timeout: Seconds for each statement; default the pool's command timeout.
+
+        Raises:
+            RecordValidationError: A record does not fit the model (``position``).
+            DimensionMismatchError: A vector has the wrong length (``record_id``, ``position``).
+            InvalidVectorError: A vector is empty, holds NaN/infinity, or is zero under cosine.
+            DatabaseError: The server refused the rows (a foreign key, for instance).
+        """
+        self._db._check_open()
+        written = await self._writer.write(records, "upsert", batch_size, timeout)
+        self._estimates.clear()
+        return written
+
+    async def insert(
+        self,
+        records: Iterable[RecordInput[M]] | AsyncIterable[RecordInput[M]],
+        *,
+        batch_size: int | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Insert new records; refuse ids that exist or repeat.
+
+        Same input and batching as `upsert`.
+
+        Raises:
+            DuplicateRecordError: Ids already in the collection or given twice
+                (``ids``); nothing of the batch was written.
+        """
+        self._db._check_open()
+        written = await self._writer.write(records, "insert", batch_size, timeout)
+        self._estimates.clear()
+        return written
+
+    async def analyze(self, *, timeout: float | None = None) -> None:
+        """Refresh the planner's statistics (after a large load or delete)."""
+        async with self._db.acquire() as conn:
+            with translating():
+                await conn.execute(f"ANALYZE {self._table}", timeout=timeout)
+        self._estimates.clear()
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def get(
+        self, id: Any, *, include_vectors: bool = True, timeout: float | None = None
+    ) -> M | None:
+        """The record with this id, or ``None``."""
+        key = self._codec.coerce_id(id)
+        columns = self._select if include_vectors else self._select_scalars
+        id_col = quote_ident(self._spec.layout.id.name)
+        async with self._db.acquire() as conn:
+            with translating():
+                row = await conn.fetchrow(
+                    f"SELECT {columns} FROM {self._table} WHERE {id_col} = $1", key, timeout=timeout
+                )
+        return None if row is None else self._codec.from_row(row, with_vectors=include_vectors)
+
+    async def get_many(
+        self, ids: Iterable[Any], *, include_vectors: bool = True, timeout: float | None = None
+    ) -> list[M]:
+        """The records with these ids, in the order given; missing ids are skipped."""
+        keys = [self._codec.coerce_id(i) for i in ids]
+        if not keys:
+            return []
+        columns = self._select if include_vectors else self._select_scalars
+        id_col = quote_ident(self._spec.layout.id.name)
+        async with self._db.acquire() as conn:
+            with translating():
+                rows = await conn.fetch(
+                    f"SELECT {columns} FROM {self._table} WHERE {id_col} = ANY($1)",
+                    list(set(keys)),
+                    timeout=timeout,
+                )
+        by_id = {row[0]: self._codec.from_row(row, with_vectors=include_vectors) for row in rows}
+        return [by_id[k] for k in keys if k in by_id]
+
+    async def count(
+        self, where: Mapping[str, Any] | None = None, *, timeout: float | None = None
+    ) -> int:
+        """How many records match ``where`` (all when ``None``).
+
+        Raises:
+            FilterError: The filter is malformed or names an unknown field.
+        """
+        compiled = compile_filter(where, self._fields)
+        async with self._db.acquire() as conn:
+            with translating():
+                n = await conn.fetchval(
+                    f"SELECT count(*) FROM {self._table} WHERE {compiled.sql}",
+                    *compiled.params,
+                    timeout=timeout,
+                )
+        return int(n)
+
+    async def delete(
+        self,
+        ids: Iterable[Any] | None = None,
+        *,
+        where: Mapping[str, Any] | None = None,
+        allow_all: bool = False,
+        timeout: float | None = None,
+    ) -> int:
+        """Delete by ids, or by filter; return how many records were deleted.
+
+        Example:
+            >>> await chunks.delete([1, 2])
+            >>> await chunks.delete(where={"doc_id": "a"})
+            >>> await chunks.delete(where={}, allow_all=True)    # everything, on purpose
+
+        Raises:
+            FilterError: Both or neither of ``ids`` and ``where`` given, or a
+                filter that matches every row without ``allow_all=True``.
+        """
+        if (ids is None) == (where is None):
+            raise FilterError(
+                "delete() needs ids or where=, not both nor neither: delete([1, 2]) or "
+                "delete(where={'doc_id': 'a'})"
+            )
+        if ids is not None:
+            if isinstance(ids, str | bytes) or not isinstance(ids, Iterable):
+                raise FilterError(f"delete() takes a list of ids, got {ids!r}; write delete([id])")
+            keys = list({self._codec.coerce_id(i) for i in ids})
+            if not keys:
+                return 0
+            id_col = quote_ident(self._spec.layout.id.name)
+            sql, params = f"DELETE FROM {self._table} WHERE {id_col} = ANY($1)", [keys]
+        else:
+            compiled = compile_filter(where, self._fields)
+            if compiled.matches_all and not allow_all:
+                raise FilterError(
+                    f"where={where!r} matches every record of {self.name!r}; pass "
+                    "allow_all=True to delete them all"
+                )
+            sql, params = f"DELETE FROM {self._table} WHERE {compiled.sql}", compiled.params
+        async with self._db.acquire() as conn:
+            with translating():
+                status = await conn.execute(sql, *params, timeout=timeout)
+        self._estimates.clear()
+        return affected(status)
+
+    # -- search --------------------------------------------------------------------------
+
+    def _vector_field(self, field: str | None) -> VectorSpec:
+        vectors = self._spec.layout.vectors
+        if field is None:
+            if len(vectors) == 1:
+                return vectors[0]
+            raise ConfigError(
+                f"{self._model.__name__} has several vector fields "
+                f"{[v.name for v in vectors]}; pass field= to say which to search",
+                setting="field",
+            )
+        for v in vectors:
+            if v.name == field:
+                return v
+        raise ConfigError(
+            f"field={field!r} is not a vector field of {self._model.__name__}; "
+            f"choose one of {[v.name for v in vectors]}",
+            setting="field",
+        )
+
+    def _check_search(self, k: int, ef_search: int | None) -> None:
+        _check_int(k, 1, MAX_K, "k")
+        if ef_search is not None:
+            _check_int(ef_search, 1, EF_SEARCH_MAX, "ef_search")
+
+    async def _plan(
+        self,
+        conn: AnyConnection,
+        where: Mapping[str, Any] | None,
+        compiled: CompiledFilter,
+        *,
+        k: int,
+        ef_search: int | None,
+        exact: bool,
+    ) -> Plan:
+        has_index = self._spec.index is not None
+        estimated = total = None
+        if has_index and not exact and not compiled.matches_all:
+            first = compile_filter(where, self._fields, first_param=1)
+            estimated, total = await self._estimates.estimate(conn, self._spec, first)
+        return choose(
+            has_index=has_index,
+            exact=exact,
+            filtered=not compiled.matches_all,
+            k=k,
+            ef_search=ef_search,
+            iterative=self._iterative,
+            estimated_rows=estimated,
+            total_rows=total,
+        )
+
+    def _sql(self, vector: VectorSpec, compiled: CompiledFilter, plan: Plan, vectors: bool) -> str:
+        columns = self._spec.layout.columns if vectors else self._codec.scalar_columns
+        return search_sql(self._spec, vector, columns, compiled, plan.strategy)
+
+    async def search(
+        self,
+        vector: VectorInput,
+        k: int = 10,
+        *,
+        where: Mapping[str, Any] | None = None,
+        ef_search: int | None = None,
+        exact: bool = False,
+        include_vectors: bool = False,
+        field: str | None = None,
+        timeout: float | None = None,
+    ) -> list[Hit[M]]:
+        """The ``k`` records closest to ``vector`` that match ``where``, closest first.
+
+        Example:
+            >>> hits = await chunks.search(q, k=10, where={"year": {"$gte": 2020}})
+            >>> [(h.record.id, h.distance) for h in hits]
+
+        Args:
+            vector: The query (a list or a numpy array of the collection's dimension).
+            k: How many results (1..10000). Fewer only when fewer records match.
+            where: A filter (see `docs/search.md`); ``None`` for all records.
+            ef_search: HNSW's candidate list (1..1000); raised to at least ``k``.
+                Default: the server's setting (40) unfiltered, 200 under a filter.
+            exact: Compare with every (matching) record instead of using the index.
+            include_vectors: Fetch the vectors too; otherwise the records'
+                vector fields are ``None``.
+            field: The vector field to search, when the model has several.
+            timeout: Seconds for the query; default the pool's command timeout.
+
+        Raises:
+            DimensionMismatchError: The query vector has the wrong length.
+            InvalidVectorError: It holds NaN/infinity, or is zero under cosine.
+            FilterError: The filter is malformed.
+        """
+        spec_v = self._vector_field(field)
+        self._check_search(k, ef_search)
+        query = check_vectors([vector], self._spec, spec_v, queries=True)[0]
+        compiled = compile_filter(where, self._fields, first_param=3)
+        async with self._db.transaction(readonly=True) as conn:
+            plan = await self._plan(conn, where, compiled, k=k, ef_search=ef_search, exact=exact)
+            return await self._run(
+                conn,
+                query,
+                k=k,
+                spec_v=spec_v,
+                compiled=compiled,
+                plan=plan,
+                include_vectors=include_vectors,
+                timeout=timeout,
+            )
+
+    async def _run(
+        self,
+        conn: AnyConnection,
+        query: npt.NDArray[np.float32],
+        *,
+        k: int,
+        spec_v: VectorSpec,
+        compiled: CompiledFilter,
+        plan: Plan,
+        include_vectors: bool,
+        timeout: float | None,
+    ) -> list[Hit[M]]:
+        await apply_settings(conn, plan.settings)
+        sql = self._sql(spec_v, compiled, plan, include_vectors)
+        rows = await conn.fetch(sql, query, k, *compiled.params, timeout=timeout)
+        return [
+            Hit(self._codec.from_row(row, with_vectors=include_vectors), float(row[DISTANCE]))
+            for row in rows
+        ]
+
+    async def search_many(
+        self,
+        vectors: Sequence[VectorInput] | npt.NDArray[Any],
+        k: int = 10,
+        *,
+        where: Mapping[str, Any] | None = None,
+        ef_search: int | None = None,
+        exact: bool = False,
+        include_vectors: bool = False,
+        field: str | None = None,
+        concurrency: int | None = None,
+        timeout: float | None = None,
+    ) -> list[list[Hit[M]]]:
+        """`search` for many query vectors at once, concurrently over the pool.
+
+        The strategy is decided once for the shared filter; queries then run
+        on up to ``concurrency`` pooled connections (default: the pool's
+        ``max_size``). Returns one list of hits per query, in order.
+        """
+        spec_v = self._vector_field(field)
+        self._check_search(k, ef_search)
+        if len(vectors) == 0:
+            return []
+        queries = check_vectors(list(vectors), self._spec, spec_v, queries=True)
+        limit = _check_int(
+            concurrency if concurrency is not None else self._db.pool_config.max_size,
+            1,
+            10_000,
+            "concurrency",
+        )
+        compiled = compile_filter(where, self._fields, first_param=3)
+        async with self._db.transaction(readonly=True) as conn:
+            plan = await self._plan(conn, where, compiled, k=k, ef_search=ef_search, exact=exact)
+        gate = asyncio.Semaphore(limit)
+
+        async def one(query: npt.NDArray[np.float32]) -> list[Hit[M]]:
+            async with gate, self._db.transaction(readonly=True) as conn:
+                return await self._run(
+                    conn,
+                    query,
+                    k=k,
+                    spec_v=spec_v,
+                    compiled=compiled,
+                    plan=plan,
+                    include_vectors=include_vectors,
+                    timeout=timeout,
+                )
+
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(q)) for q in queries]
+        return [t.result() for t in tasks]
+
+    async def explain(
+        self,
+        vector: VectorInput,
+        k: int = 10,
+        *,
+        where: Mapping[str, Any] | None = None,
+        ef_search: int | None = None,
+        exact: bool = False,
+        field: str | None = None,
+        analyze: bool = False,
+        timeout: float | None = None,
+    ) -> Explain:
+        """How `search` would run this query: strategy, settings and PostgreSQL's plan.
+
+        Args:
+            vector: The query vector, as for `search`.
+            k: As for `search`.
+            where: As for `search`.
+            ef_search: As for `search`.
+            exact: As for `search`.
+            field: As for `search`.
+            analyze: Run the query (``EXPLAIN ANALYZE, BUFFERS``) for real timings.
+            timeout: Seconds for the statement.
+        """
+        spec_v = self._vector_field(field)
+        self._check_search(k, ef_search)
+        query = check_vectors([vector], self._spec, spec_v, queries=True)[0]
+        compiled = compile_filter(where, self._fields, first_param=3)
+        options = "ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON"
+        async with self._db.transaction(readonly=True) as conn:
+            plan = await self._plan(conn, where, compiled, k=k, ef_search=ef_search, exact=exact)
+            await apply_settings(conn, plan.settings)
+            sql = self._sql(spec_v, compiled, plan, vectors=False)
+            raw = await conn.fetchval(
+                f"EXPLAIN ({options}) {sql}", query, k, *compiled.params, timeout=timeout
+            )
+        document = json.loads(raw) if isinstance(raw, str) else raw
+        top: dict[str, Any] = document[0]
+        return Explain(
+            strategy=plan.strategy,
+            reason=plan.reason,
+            uses_vector_index=uses_index(top["Plan"], hnsw_name(self._spec, spec_v)),
+            plan=top,
+            sql=sql,
+            settings=dict(plan.settings),
+            estimated_rows=plan.estimated_rows,
+            total_rows=plan.total_rows,
+        )
+
+    # -- indexes ---------------------------------------------------------------------------
+
+    async def create_index(
+        self,
+        index: HNSW | None = None,
+        *,
+        concurrently: bool = True,
+        progress: ProgressCallback | None = None,
+        maintenance_work_mem: str | None = None,
+        parallel_workers: int | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """(Re)build the HNSW index of the vector field(s), e.g. after a large first load.
+
+        The new index is built beside the old one and swapped in, so searches
+        keep an index meanwhile. An INVALID index left by a failed concurrent
+        build is dropped and rebuilt. The parameters are saved in the catalog.
+
+        Example:
+            >>> await chunks.create_index(vecdb.HNSW(m=16, ef_construction=64),
+            ...                           progress=lambda p: print(p.phase, p.fraction))
+
+        Args:
+            index: The parameters; default the collection's (or `HNSW()`).
+            concurrently: Build without blocking writes (``CONCURRENTLY``; slower).
+            progress: Called with an `IndexProgress` about every 0.25 s while the
+                build runs (read from a second pooled connection), and once at
+                the end with ``phase == "done"``. May be a coroutine function.
+            maintenance_work_mem: The build's memory, e.g. ``"2GB"``; default
+                enough for the graph, from the server's setting up to 1 GB.
+            parallel_workers: ``max_parallel_maintenance_workers``; default the
+                server's ``max_parallel_workers``.
+            timeout: Seconds the build may take; default no limit.
+
+        Raises:
+            DatabaseError: The build failed (its INVALID index was dropped).
+        """
+        self._db._check_open()
+        chosen = index if index is not None else (self._spec.index or DEFAULT_INDEX)
+        if not isinstance(chosen, HNSW):
+            raise ConfigError(f"index must be a vecdb.HNSW, got {chosen!r}", setting="index")
+        spec = dataclasses.replace(self._spec, index=chosen)
+        await _indexing.build_hnsw(
+            self._db,
+            spec,
+            concurrently=concurrently,
+            progress=progress,
+            maintenance_work_mem=maintenance_work_mem,
+            parallel_workers=parallel_workers,
+            timeout=timeout,
+        )
+        async with self._db.transaction() as conn:
+            await _indexing.save_index(conn, spec)
+        self._spec = spec
+        self._estimates.clear()
+
+
+async def open_collection(
+    db: Database,
+    name: str,
+    model: type[M],
+    *,
+    dim: int | None,
+    metric: Metric,
+    storage: Storage,
+    index: HNSW | None,
+    filterable: Iterable[str],
+    foreign_keys: Mapping[str, ForeignKey] | None,
+    evolve: bool,
+    schema: str,
+    timeout: float | None,
+) -> Collection[M]:
+    """Create or open a collection (the body of ``db.collection()``)."""
+    db._check_open()
+    given = _spec.make_spec(
+        name,
+        model,
+        dim=dim,
+        metric=metric,
+        storage=storage,
+        index=index,
+        filterable=filterable,
+        foreign_keys=foreign_keys,
+        schema=schema,
+    )
+    async with db.transaction(timeout=timeout) as conn:
+        before = await _catalog.load(conn, name)
+        spec = await _catalog.open_or_create(
+            conn, given, f"{model.__module__}.{model.__qualname__}", evolve=evolve
+        )
+        version = await conn.fetchval(
+            "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+        )
+        changed = before is None or before.spec != spec.to_json()
+    if changed:
+        # New or altered tables: make sure no pooled connection keeps a plan
+        # or a type cache from before (asyncpg #103).
+        await db._schema_changed()
+    iterative = tuple(int(p) for p in str(version).split(".")[:2] if p.isdigit()) >= (0, 8)
+    return Collection(db, model, spec, iterative=iterative)
+
+
+async def list_collections(db: Database, timeout: float | None) -> list[_catalog.CollectionInfo]:
+    """The body of ``db.collections()``."""
+    async with db.acquire(timeout=timeout) as conn:
+        with translating():
+            return await _catalog.list_all(conn)
+
+
+async def drop_collection(db: Database, name: str, timeout: float | None) -> None:
+    """The body of ``db.drop_collection()``."""
+    async with db.transaction(timeout=timeout) as conn:
+        await _catalog.drop(conn, name)
+    await db._schema_changed()

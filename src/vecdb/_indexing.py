@@ -1,0 +1,253 @@
+"""Building HNSW indexes on loaded collections, with progress and INVALID-index recovery.
+
+``CREATE INDEX CONCURRENTLY`` cannot run in a transaction block, so each
+statement is its own ``execute``. A rebuild is made under a temporary name and
+swapped in, so searches keep their index until the new one is ready. A
+concurrent build that failed leaves an INVALID index (``pg_index.indisvalid =
+false``) that PostgreSQL keeps updating but never uses: it is found, dropped
+and built again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import inspect
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from . import _ddl
+from ._errors import DatabaseError, translating
+from ._spec import HNSW, CollectionSpec
+from ._sql import qualified, quote_ident
+from ._typing import AnyConnection
+
+if TYPE_CHECKING:
+    from ._database import Database
+
+__all__ = ["IndexProgress", "ProgressCallback", "build_hnsw", "save_index"]
+
+logger = logging.getLogger("vecdb.index")
+
+POLL_INTERVAL = 0.25  # seconds between reads of pg_stat_progress_create_index
+_DEFAULT_WORK_MEM_CAP = 1 << 30  # never take more than 1 GB unless asked
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IndexProgress:
+    """One report of an index build, from ``pg_stat_progress_create_index``.
+
+    Attributes:
+        index: The index being built.
+        phase: PostgreSQL's phase (``"building index: loading tuples"``, ...),
+            or ``"done"`` in the last report.
+        blocks_done: Table blocks processed in this phase.
+        blocks_total: Table blocks to process in this phase.
+        tuples_done: Tuples processed in this phase.
+        tuples_total: Tuples to process in this phase (0 when unknown).
+    """
+
+    index: str
+    phase: str
+    blocks_done: int = 0
+    blocks_total: int = 0
+    tuples_done: int = 0
+    tuples_total: int = 0
+
+    @property
+    def fraction(self) -> float | None:
+        """Progress of the current phase from 0 to 1, when PostgreSQL knows the total."""
+        if self.phase == "done":
+            return 1.0
+        if self.blocks_total:
+            return self.blocks_done / self.blocks_total
+        if self.tuples_total:
+            return self.tuples_done / self.tuples_total
+        return None
+
+
+ProgressCallback = Callable[[IndexProgress], Awaitable[None] | None]
+
+_PROGRESS = """
+SELECT phase, blocks_done, blocks_total, tuples_done, tuples_total
+FROM pg_stat_progress_create_index WHERE pid = $1
+"""
+
+
+async def _report(callback: ProgressCallback, progress: IndexProgress) -> None:
+    result = callback(progress)
+    if inspect.isawaitable(result):
+        await result
+
+
+async def _poll(db: Database, pid: int, index: str, callback: ProgressCallback) -> None:
+    """Report the build's progress, read from a second connection, until cancelled."""
+    async with db.acquire() as conn:
+        while True:
+            with translating():
+                row = await conn.fetchrow(_PROGRESS, pid)
+            if row is not None:
+                await _report(callback, IndexProgress(index, **dict(row)))
+            await asyncio.sleep(POLL_INTERVAL)
+
+
+async def _index_state(conn: AnyConnection, spec: CollectionSpec, name: str) -> bool | None:
+    """``True`` valid, ``False`` INVALID, ``None`` absent."""
+    valid: bool | None = await conn.fetchval(
+        "SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass($1)",
+        qualified(spec.schema, name),
+    )
+    return valid
+
+
+async def _session_settings(
+    conn: AnyConnection,
+    spec: CollectionSpec,
+    *,
+    index: HNSW,
+    maintenance_work_mem: str | None,
+    parallel_workers: int | None,
+    timeout: float | None,
+) -> None:
+    """Session settings for the build; the pool's reset (RESET ALL) undoes them on release."""
+    if maintenance_work_mem is None:
+        # Enough for the graph (vectors plus 2*m neighbours per node) when the
+        # table is known, never below the server's setting, capped at 1 GB.
+        row = await conn.fetchrow(
+            "SELECT greatest(c.reltuples, 0)::float8 AS rows, "
+            "(SELECT setting::bigint * 1024 FROM pg_settings "
+            " WHERE name = 'maintenance_work_mem') AS current "
+            "FROM pg_class c WHERE c.oid = to_regclass($1)",
+            qualified(spec.schema, spec.table),
+        )
+        assert row is not None  # noqa: S101 - the table exists
+        per_row = sum(4 * v.dim for v in spec.layout.vectors) + index.m * 2 * 8 + 96
+        wanted = int(row["rows"] * per_row * 1.3)
+        size = max(int(row["current"]), min(wanted, _DEFAULT_WORK_MEM_CAP))
+        maintenance_work_mem = f"{size // 1024}kB"
+    await conn.execute("SELECT set_config('maintenance_work_mem', $1, false)", maintenance_work_mem)
+    if parallel_workers is None:
+        parallel_workers = int(
+            await conn.fetchval("SELECT current_setting('max_parallel_workers')")
+        )
+    await conn.execute(
+        "SELECT set_config('max_parallel_maintenance_workers', $1, false)", str(parallel_workers)
+    )
+    # A long build must not be cut by the pool's statement_timeout (0: no limit).
+    limit = "0" if timeout is None else f"{int(timeout * 1000)}ms"
+    await conn.execute("SELECT set_config('statement_timeout', $1, false)", limit)
+
+
+async def _drop(
+    conn: AnyConnection, spec: CollectionSpec, name: str, *, concurrently: bool
+) -> None:
+    how = "CONCURRENTLY " if concurrently else ""
+    await conn.execute(f"DROP INDEX {how}IF EXISTS {qualified(spec.schema, name)}")
+
+
+async def build_hnsw(
+    db: Database,
+    spec: CollectionSpec,
+    *,
+    concurrently: bool,
+    progress: ProgressCallback | None,
+    maintenance_work_mem: str | None,
+    parallel_workers: int | None,
+    timeout: float | None,
+) -> None:
+    """(Re)build the HNSW index of every vector field to ``spec.index``.
+
+    Raises:
+        DatabaseError: The build failed (an INVALID leftover is dropped first).
+    """
+    assert spec.index is not None  # noqa: S101 - the caller passes the index to build
+    async with db.acquire() as conn:
+        with translating():
+            await _session_settings(
+                conn,
+                spec,
+                index=spec.index,
+                maintenance_work_mem=maintenance_work_mem,
+                parallel_workers=parallel_workers,
+                timeout=timeout,
+            )
+            for vector in spec.layout.vectors:
+                await _build_one(
+                    db,
+                    conn,
+                    spec,
+                    vector=vector,
+                    concurrently=concurrently,
+                    progress=progress,
+                    timeout=timeout,
+                )
+
+
+async def _build_one(
+    db: Database,
+    conn: AnyConnection,
+    spec: CollectionSpec,
+    *,
+    vector: Any,
+    concurrently: bool,
+    progress: ProgressCallback | None,
+    timeout: float | None,
+) -> None:
+    name = _ddl.hnsw_name(spec, vector)
+    temp = _ddl.index_name(spec.table, vector.name, "hnsw_new")
+    # A leftover from a build that failed or was interrupted: never valid to use.
+    await _drop(conn, spec, temp, concurrently=concurrently)
+    state = await _index_state(conn, spec, name)
+    if state is False:
+        logger.warning("dropping INVALID index %s.%s left by a failed build", spec.schema, name)
+        await _drop(conn, spec, name, concurrently=concurrently)
+        state = None
+    target = temp if state else name
+    statement = _ddl.hnsw_index(spec, vector, name=target, concurrently=concurrently)
+    logger.info("building %s on %s.%s: %s", target, spec.schema, spec.table, spec.index)
+    poller = None
+    if progress is not None:
+        poller = asyncio.create_task(_poll(db, conn.get_server_pid(), target, progress))
+    try:
+        if concurrently:
+            await conn.execute(statement, timeout=timeout)
+        else:
+            async with conn.transaction():
+                await conn.execute(statement, timeout=timeout)
+    except BaseException:
+        if concurrently:
+            with contextlib.suppress(Exception):
+                await _drop(conn, spec, target, concurrently=True)
+        raise
+    finally:
+        if poller is not None:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+    if await _index_state(conn, spec, target) is not True:
+        await _drop(conn, spec, target, concurrently=concurrently)
+        raise DatabaseError(
+            f"building index {target} on {spec.schema}.{spec.table} left it INVALID; it was "
+            "dropped. Check the server log (out of memory or disk?), then call create_index() again"
+        )
+    if target != name:
+        # Swap: the old index serves searches until the new one is valid.
+        await _drop(conn, spec, name, concurrently=concurrently)
+        await conn.execute(
+            f"ALTER INDEX {qualified(spec.schema, target)} RENAME TO {quote_ident(name)}"
+        )
+    if progress is not None:
+        await _report(progress, IndexProgress(name, "done"))
+    logger.info("built %s on %s.%s", name, spec.schema, spec.table)
+
+
+async def save_index(conn: AnyConnection, spec: CollectionSpec) -> None:
+    """Record the collection's (new) index parameters in the catalog."""
+    await conn.execute(
+        "UPDATE vecdb.collections SET spec = $2::jsonb, updated_at = now() WHERE name = $1",
+        spec.name,
+        json.dumps(spec.to_json()),
+    )

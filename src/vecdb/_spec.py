@@ -1,0 +1,316 @@
+"""A collection's definition: `HNSW`, `ForeignKey`, and the spec stored in the catalog.
+
+The spec is the single source every statement is built from (table, columns,
+indexes, foreign keys, metric), so that nothing assumes one physical table
+forever: it is stored as JSON in ``vecdb.collections.spec`` and compared with
+the caller's definition whenever a collection is opened.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal, Self, get_args
+
+from ._columns import ColumnType
+from ._errors import ConfigError
+from ._record import FieldSpec, Layout, Record, VectorSpec, layout
+from ._sql import validate_identifier
+
+__all__ = [
+    "HNSW",
+    "METRICS",
+    "STORAGES",
+    "CollectionSpec",
+    "ForeignKey",
+    "Metric",
+    "OnDelete",
+    "Storage",
+    "diff",
+    "make_spec",
+]
+
+HNSW_MAX_DIM = {"vector": 2_000, "halfvec": 4_000}  # pgvector's limits for an HNSW index
+
+Metric = Literal["cosine", "l2", "inner_product", "l1"]
+Storage = Literal["vector", "halfvec"]
+OnDelete = Literal["cascade", "restrict", "set_null", "no_action"]
+METRICS: tuple[str, ...] = get_args(Metric)
+STORAGES: tuple[str, ...] = get_args(Storage)
+ON_DELETE: tuple[str, ...] = get_args(OnDelete)
+
+SPEC_FORMAT = 1  # the layout of the spec JSON; a bundled migration upgrades old rows
+
+
+def _int_in(value: object, low: int, high: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(
+            f"{what} must be an int from {low} to {high}, got {value!r}", setting=what
+        )
+    return value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HNSW:
+    """An HNSW index on the vector field(s): pgvector's ``m`` and ``ef_construction``.
+
+    Example:
+        >>> vecdb.HNSW(m=16, ef_construction=64)   # pgvector's defaults
+        >>> vecdb.HNSW(m=32, ef_construction=200)  # better recall, slower build
+
+    Attributes:
+        m: Links per node (2..100). More: better recall, bigger index.
+        ef_construction: Candidate list size while building (>= 2*m, up to 1000).
+    """
+
+    m: int = 16
+    ef_construction: int = 64
+
+    def __post_init__(self) -> None:
+        _int_in(self.m, 2, 100, "HNSW.m")
+        _int_in(self.ef_construction, 4, 1000, "HNSW.ef_construction")
+        if self.ef_construction < 2 * self.m:
+            raise ConfigError(
+                f"HNSW.ef_construction ({self.ef_construction}) must be at least 2 * m "
+                f"({2 * self.m}); raise ef_construction or lower m",
+                setting="index",
+            )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ForeignKey:
+    """A field that references another collection's ``id``, enforced by PostgreSQL.
+
+    Example:
+        >>> foreign_keys={"doc_id": vecdb.ForeignKey("documents", on_delete="cascade")}
+
+    Attributes:
+        collection: The referenced collection's name (it must exist).
+        on_delete: What deleting the referenced record does: ``"cascade"`` (delete
+            these rows too), ``"restrict"`` (refuse), ``"set_null"`` (the field
+            must be optional) or ``"no_action"`` (refuse, checked at commit).
+    """
+
+    collection: str
+    on_delete: OnDelete = "restrict"
+
+    def __post_init__(self) -> None:
+        validate_identifier(self.collection, what="ForeignKey collection name")
+        if self.on_delete not in ON_DELETE:
+            raise ConfigError(
+                f"ForeignKey on_delete={self.on_delete!r} is not one of {list(ON_DELETE)}",
+                setting="on_delete",
+            )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CollectionSpec:
+    """Everything the table, its indexes and every query are built from."""
+
+    name: str
+    schema: str
+    table: str
+    layout: Layout
+    metric: Metric
+    storage: Storage
+    index: HNSW | None
+    filterable: tuple[str, ...]
+    foreign_keys: Mapping[str, ForeignKey]
+
+    @property
+    def vector_type(self) -> ColumnType:
+        """``vector`` or ``halfvec``."""
+        return ColumnType(self.storage)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON stored in the catalog."""
+        lay = self.layout
+        return {
+            "format": SPEC_FORMAT,
+            "id": {"name": lay.id.name, "type": lay.id.type.value},
+            "fields": [
+                {"name": f.name, "type": f.type.value, "nullable": f.nullable} for f in lay.fields
+            ],
+            "vectors": [{"name": v.name, "dim": v.dim} for v in lay.vectors],
+            "metric": self.metric,
+            "storage": self.storage,
+            "index": dataclasses.asdict(self.index) if self.index else None,
+            "filterable": list(self.filterable),
+            "foreign_keys": {
+                name: {"collection": fk.collection, "on_delete": fk.on_delete}
+                for name, fk in sorted(self.foreign_keys.items())
+            },
+            # Room for time partitioning: the primary key is written from this list.
+            "primary_key": [lay.id.name],
+            "partitioning": None,
+        }
+
+    @classmethod
+    def from_json(cls, name: str, schema: str, table: str, data: Mapping[str, Any]) -> Self:
+        """Rebuild a spec from the catalog's JSON."""
+        lay = Layout(
+            id=FieldSpec(data["id"]["name"], ColumnType(data["id"]["type"]), nullable=False),
+            fields=tuple(
+                FieldSpec(f["name"], ColumnType(f["type"]), bool(f["nullable"]))
+                for f in data["fields"]
+            ),
+            vectors=tuple(VectorSpec(v["name"], int(v["dim"])) for v in data["vectors"]),
+        )
+        index = data.get("index")
+        return cls(
+            name=name,
+            schema=schema,
+            table=table,
+            layout=lay,
+            metric=data["metric"],
+            storage=data["storage"],
+            index=HNSW(**index) if index else None,
+            filterable=tuple(data.get("filterable", ())),
+            foreign_keys={
+                field: ForeignKey(fk["collection"], fk["on_delete"])
+                for field, fk in data.get("foreign_keys", {}).items()
+            },
+        )
+
+
+def _describe(field: FieldSpec) -> str:
+    return f"{field.type.value}{'' if field.nullable else ' NOT NULL'}"
+
+
+_MIGRATE = "write a migration (vecdb.Migration) that changes the table, or create a new collection"
+
+
+def diff(stored: CollectionSpec, given: CollectionSpec) -> tuple[list[str], list[str]]:
+    """Compare the stored spec with the caller's.
+
+    Returns:
+        ``(evolvable, destructive)``: one line per difference with how to resolve
+        it. ``evolvable`` ones are applied by ``evolve=True`` (new optional
+        fields, changed filterable indexes); ``destructive`` ones never are.
+    """
+    evolvable: list[str] = []
+    destructive: list[str] = []
+    old_lay, new_lay = stored.layout, given.layout
+    if old_lay.id != new_lay.id:
+        destructive.append(
+            f"id: stored {old_lay.id.type.value}, model has {new_lay.id.type.value}; "
+            f"the primary key type cannot change: {_MIGRATE}"
+        )
+    old_fields = {f.name: f for f in old_lay.fields}
+    new_fields = {f.name: f for f in new_lay.fields}
+    for name, field in new_fields.items():
+        old = old_fields.get(name)
+        if old is None:
+            if field.nullable:
+                evolvable.append(
+                    f"field {name!r} ({_describe(field)}) is new: pass evolve=True to add "
+                    "the column (existing rows get NULL)"
+                )
+            else:
+                destructive.append(
+                    f"field {name!r} ({_describe(field)}) is new and required: existing rows "
+                    f"have no value for it. Make it optional (`| None = None`) and pass "
+                    f"evolve=True, or {_MIGRATE}"
+                )
+        elif old != field:
+            destructive.append(
+                f"field {name!r}: stored {_describe(old)}, model has {_describe(field)}; "
+                f"changing a column's type or nullability is not automatic: {_MIGRATE}"
+            )
+    destructive.extend(
+        f"field {name!r} ({_describe(old_fields[name])}) is stored but not in the model; "
+        f"dropping a column loses data: add the field back, or {_MIGRATE}"
+        for name in old_fields
+        if name not in new_fields
+    )
+    if old_lay.vectors != new_lay.vectors:
+        old_v = ", ".join(f"{v.name}({v.dim})" for v in old_lay.vectors)
+        new_v = ", ".join(f"{v.name}({v.dim})" for v in new_lay.vectors)
+        destructive.append(
+            f"vector fields: stored {old_v}, given {new_v}; other dimensions need other "
+            "embeddings: create a new collection (or drop_collection() and re-embed)"
+        )
+    for what in ("metric", "storage"):
+        old_v, new_v = getattr(stored, what), getattr(given, what)
+        if old_v != new_v:
+            destructive.append(
+                f"{what}: stored {old_v!r}, given {new_v!r}; pass {what}={old_v!r}, or "
+                "create a new collection and re-load it"
+            )
+    if stored.index != given.index:
+        destructive.append(
+            f"index: stored {stored.index!r}, given {given.index!r}; pass index="
+            f"{stored.index!r}, or call create_index({given.index!r}) on the opened "
+            "collection to rebuild it (index=None cannot remove one: drop it in a migration)"
+        )
+    if set(stored.filterable) != set(given.filterable):
+        evolvable.append(
+            f"filterable: stored {sorted(stored.filterable)}, given "
+            f"{sorted(given.filterable)}; pass evolve=True to create/drop the indexes"
+        )
+    if dict(stored.foreign_keys) != dict(given.foreign_keys):
+        destructive.append(
+            f"foreign_keys: stored {dict(stored.foreign_keys)}, given "
+            f"{dict(given.foreign_keys)}; changing constraints is not automatic: {_MIGRATE}"
+        )
+    return evolvable, destructive
+
+
+def make_spec(
+    name: str,
+    model: type[Record],
+    *,
+    dim: int | None,
+    metric: Metric,
+    storage: Storage,
+    index: HNSW | None,
+    filterable: Iterable[str],
+    foreign_keys: Mapping[str, ForeignKey] | None,
+    schema: str,
+) -> CollectionSpec:
+    """Check the arguments of ``db.collection()`` and make the spec (no I/O)."""
+    validate_identifier(name, what="collection name")
+    validate_identifier(schema, what="schema name")
+    if metric not in METRICS:
+        raise ConfigError(f"metric={metric!r} is not one of {list(METRICS)}", setting="metric")
+    if storage not in STORAGES:
+        raise ConfigError(f"storage={storage!r} is not one of {list(STORAGES)}", setting="storage")
+    if index is not None and not isinstance(index, HNSW):
+        raise ConfigError(f"index must be vecdb.HNSW(...) or None, got {index!r}", setting="index")
+    if isinstance(filterable, str):
+        raise ConfigError(
+            f"filterable must be a tuple of field names, got the string {filterable!r}; "
+            f"write filterable=({filterable!r},)",
+            setting="filterable",
+        )
+    fks = dict(foreign_keys or {})
+    for key, fk in fks.items():
+        if not isinstance(fk, ForeignKey):
+            raise ConfigError(
+                f"foreign_keys[{key!r}] must be vecdb.ForeignKey(...), got {fk!r}",
+                setting="foreign_keys",
+            )
+    lay = layout(model, dim=dim)
+    if index is not None:
+        limit = HNSW_MAX_DIM[storage]
+        too_big = [v.name for v in lay.vectors if v.dim > limit]
+        if too_big:
+            raise ConfigError(
+                f"vector field(s) {too_big} have more than {limit} dimensions, the most an "
+                f"HNSW index on {storage} supports; use storage='halfvec' (up to 4000) or "
+                "index=None (exact search only)",
+                setting="dim",
+            )
+    return CollectionSpec(
+        name=name,
+        schema=schema,
+        table=name,
+        layout=lay,
+        metric=metric,
+        storage=storage,
+        index=index,
+        filterable=tuple(
+            dict.fromkeys(validate_identifier(f, what="filterable field") for f in filterable)
+        ),
+        foreign_keys=fks,
+    )

@@ -1,0 +1,49 @@
+"""The examples run as a user would run them, and say what they did."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def _run(script: str, env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, **env},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_quickstart_runs_on_the_embedded_server_twice() -> None:
+    # Outside pytest's basetemp, for the same reason as the test server (conftest.py).
+    with tempfile.TemporaryDirectory(prefix="vecdb-quickstart-") as data_dir:
+        env = {"VECDB_DATA_DIR": str(Path(data_dir) / "data"), "VECDB_DSN": ""}
+        first = _run("quickstart.py", env)
+        assert "the embedded server" in first
+        assert "upserted 2000 chunks; the collection holds 2000" in first
+        assert "uses the HNSW index: True" in first
+        # The data is kept: a second run finds the same 2,000 chunks, not 4,000.
+        assert "the collection holds 2000" in _run("quickstart.py", env)
+
+
+def test_rag_ingest_runs_against_a_dsn(dsn: str) -> None:
+    output = _run("rag_ingest.py", {"VECDB_DSN": dsn})
+    assert "5 documents, 12 chunks written" in output
+    # The hashing embedder is crude, but each question's best hit is the right document.
+    answers = [line.split("]")[0].split("[")[-1] for line in output.splitlines() if "  [" in line]
+    assert answers[0::2] == ["espresso", "postgres", "bicycle", "tomatoes"]
+    assert "its chunks went from 2 to 0" in output

@@ -1,0 +1,346 @@
+"""Writing and reading records: upsert, insert, get, get_many, delete, count."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import numpy as np
+import pydantic
+import pytest
+
+import vecdb
+
+DIM = 4
+
+
+class Meta(pydantic.BaseModel):
+    source: str
+    page: int
+
+
+class Item(vecdb.Record):
+    id: int
+    team: str
+    year: int
+    tags: list[str] = pydantic.Field(default_factory=list)
+    meta: Meta | None = None
+    embedding: vecdb.Vector
+
+
+def item(i: int, *, team: str = "g", year: int = 2020, vector: Any = None) -> Item:
+    return Item(
+        id=i,
+        team=team,
+        year=year,
+        embedding=vector if vector is not None else [1.0, float(i), 0.5, -1.0],
+    )
+
+
+@pytest.fixture
+async def items(db: vecdb.Database) -> vecdb.Collection[Item]:
+    return await db.collection("items", Item, dim=DIM, filterable=("team", "year"))
+
+
+async def _snapshot(c: vecdb.Collection[Item]) -> list[Item]:
+    return await c.get_many(range(-5, 20_000))
+
+
+async def test_upsert_returns_the_rows_written(items: vecdb.Collection[Item]) -> None:
+    assert await items.upsert([item(i) for i in range(10)]) == 10
+    assert await items.count() == 10
+
+
+async def test_upsert_round_trips_every_field(items: vecdb.Collection[Item]) -> None:
+    record = Item(
+        id=1, team="a", year=1999, tags=["x", "y"], meta=Meta(source="s", page=3),
+        embedding=[0.25, -1.5, 3.0, 8.0],
+    )  # fmt: skip
+    await items.upsert([record])
+    assert await items.get(1) == record
+
+
+async def test_upsert_accepts_dicts(items: vecdb.Collection[Item]) -> None:
+    await items.upsert([{"id": 1, "team": "a", "year": 2001, "embedding": [1, 2, 3, 4]}])
+    got = await items.get(1)
+    assert got is not None
+    assert got.embedding.tolist() == [1, 2, 3, 4]
+
+
+async def test_upsert_updates_existing_rows(items: vecdb.Collection[Item]) -> None:
+    await items.upsert([item(1, team="old"), item(2, team="old")])
+    assert await items.upsert([item(1, team="new", vector=[9, 9, 9, 9])]) == 1
+    got = await items.get_many([1, 2])
+    assert [(r.team, r.embedding[0]) for r in got] == [("new", 9.0), ("old", 1.0)]
+
+
+async def test_the_last_record_of_a_repeated_id_wins(items: vecdb.Collection[Item]) -> None:
+    assert await items.upsert([item(1, team="first"), item(1, team="last")]) == 1
+    got = await items.get(1)
+    assert got is not None
+    assert got.team == "last"
+
+
+async def test_repeated_id_across_chunks_keeps_the_last(
+    items: vecdb.Collection[Item], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("vecdb._writer.WRITE_CHUNK", 3)
+    records = [item(i) for i in range(5)] + [item(1, team="last")]
+    assert await items.upsert(records) == 5
+    got = await items.get(1)
+    assert got is not None
+    assert got.team == "last"
+
+
+async def test_upsert_accepts_generators(items: vecdb.Collection[Item]) -> None:
+    def generate() -> Iterator[Item]:
+        for i in range(7):
+            yield item(i)
+
+    assert await items.upsert(generate()) == 7
+
+
+async def test_upsert_accepts_async_iterables(items: vecdb.Collection[Item]) -> None:
+    async def generate() -> AsyncIterator[dict[str, Any]]:
+        for i in range(7):
+            yield {"id": i, "team": "g", "year": 2000, "embedding": [1, 1, 1, i]}
+
+    assert await items.upsert(generate(), batch_size=3) == 7
+    assert await items.count() == 7
+
+
+async def test_empty_input_writes_nothing(items: vecdb.Collection[Item]) -> None:
+    assert await items.upsert([]) == 0
+
+
+async def test_batch_size_commits_each_batch(items: vecdb.Collection[Item]) -> None:
+    records: list[Any] = [item(i) for i in range(6)]
+    records[4] = {"id": 4, "team": "g"}  # missing fields: fails in the second batch
+    with pytest.raises(vecdb.RecordValidationError):
+        await items.upsert(records, batch_size=3)
+    assert await items.count() == 3
+
+
+def _bad(kind: str) -> Any:
+    return {
+        "dimension": item(5000, vector=[1.0, 2.0, 3.0]),
+        "nan": item(5000, vector=[1.0, math.nan, 0.0, 0.0]),
+        "inf": item(5000, vector=[1.0, math.inf, 0.0, 0.0]),
+        "empty": item(5000, vector=[]),
+        "zero": item(5000, vector=[0.0, 0.0, 0.0, 0.0]),
+        "pydantic": {"id": 5000, "team": "g", "year": "not a year", "embedding": [1, 2, 3, 4]},
+        "not-a-record": ("id", 5000),
+    }[kind]
+
+
+@pytest.mark.parametrize(
+    ("kind", "error"),
+    [
+        ("dimension", vecdb.DimensionMismatchError),
+        ("nan", vecdb.InvalidVectorError),
+        ("inf", vecdb.InvalidVectorError),
+        ("empty", vecdb.InvalidVectorError),
+        ("zero", vecdb.InvalidVectorError),
+        ("pydantic", vecdb.RecordValidationError),
+        ("not-a-record", vecdb.RecordValidationError),
+    ],
+    ids=["dimension", "nan", "inf", "empty", "zero-under-cosine", "pydantic", "not-a-record"],
+)
+async def test_a_bad_record_midway_leaves_the_collection_unchanged(
+    items: vecdb.Collection[Item], kind: str, error: type[Exception]
+) -> None:
+    await items.upsert([item(i, team="before") for i in range(3)])
+    before = await _snapshot(items)
+    records: list[Any] = [item(i, team="after") for i in range(10_000)]
+    records[5000] = _bad(kind)
+    with pytest.raises(error) as info:
+        await items.upsert(records)
+    assert info.value.position == 5000  # type: ignore[attr-defined]
+    assert await _snapshot(items) == before
+    assert await items.count() == 3
+
+
+async def test_dimension_error_carries_expected_got_and_id(items: vecdb.Collection[Item]) -> None:
+    with pytest.raises(vecdb.DimensionMismatchError) as info:
+        await items.upsert([item(1), item(7, vector=[1.0] * 5)])
+    error = info.value
+    assert (error.expected, error.got, error.record_id, error.position) == (4, 5, 7, 1)
+    assert "id=7" in str(error)
+    assert "expects 4" in str(error)
+
+
+async def test_nan_error_names_the_record_and_field(items: vecdb.Collection[Item]) -> None:
+    with pytest.raises(vecdb.InvalidVectorError, match="NaN") as info:
+        await items.upsert([item(3, vector=[math.nan, 1, 1, 1])])
+    assert (info.value.record_id, info.value.position, info.value.field) == (3, 0, "embedding")
+
+
+async def test_zero_vector_is_fine_under_l2(db: vecdb.Database) -> None:
+    c = await db.collection("l2items", Item, dim=DIM, metric="l2")
+    assert await c.upsert([item(1, vector=[0, 0, 0, 0])]) == 1
+
+
+async def test_halfvec_range_is_checked(db: vecdb.Database) -> None:
+    c = await db.collection("halfitems", Item, dim=DIM, storage="halfvec")
+    with pytest.raises(vecdb.InvalidVectorError, match="halfvec"):
+        await c.upsert([item(1, vector=[1e6, 0, 0, 0])])
+    assert await c.count() == 0
+
+
+async def test_pydantic_errors_are_kept(items: vecdb.Collection[Item]) -> None:
+    with pytest.raises(vecdb.RecordValidationError) as info:
+        await items.upsert([{"id": 1, "team": "g", "year": "x", "embedding": [1, 2, 3, 4]}])
+    assert info.value.position == 0
+    assert info.value.errors[0]["loc"] == ("year",)
+    assert "id=1" in str(info.value)
+
+
+async def test_records_read_without_vectors_cannot_be_written_back(
+    items: vecdb.Collection[Item],
+) -> None:
+    await items.upsert([item(1)])
+    hit = (await items.search([1, 1, 0.5, -1], k=1))[0]
+    with pytest.raises(vecdb.InvalidVectorError, match="include_vectors=True"):
+        await items.upsert([hit.record])
+
+
+async def test_insert_refuses_existing_ids_and_names_them(items: vecdb.Collection[Item]) -> None:
+    await items.upsert([item(1), item(2)])
+    with pytest.raises(vecdb.DuplicateRecordError) as info:
+        await items.insert([item(2), item(3), item(1)])
+    assert sorted(info.value.ids) == [1, 2]
+    assert await items.count() == 2
+
+
+async def test_insert_refuses_ids_given_twice(items: vecdb.Collection[Item]) -> None:
+    with pytest.raises(vecdb.DuplicateRecordError) as info:
+        await items.insert([item(1), item(2), item(1)])
+    assert info.value.ids == (1,)
+    assert await items.count() == 0
+
+
+async def test_insert_writes_new_records(items: vecdb.Collection[Item]) -> None:
+    assert await items.insert([item(1), item(2)]) == 2
+
+
+async def test_get_returns_none_for_a_missing_id(items: vecdb.Collection[Item]) -> None:
+    assert await items.get(42) is None
+
+
+async def test_get_without_vectors(items: vecdb.Collection[Item]) -> None:
+    await items.upsert([item(1)])
+    got = await items.get(1, include_vectors=False)
+    assert got is not None
+    assert got.embedding is None
+    assert "embedding" not in got.model_fields_set
+
+
+async def test_get_many_keeps_the_order_and_skips_missing(items: vecdb.Collection[Item]) -> None:
+    await items.upsert([item(i) for i in range(5)])
+    got = await items.get_many([4, 99, 0, 2])
+    assert [r.id for r in got] == [4, 0, 2]
+
+
+async def test_ids_of_the_wrong_type_are_refused(items: vecdb.Collection[Item]) -> None:
+    with pytest.raises(vecdb.RecordValidationError, match="not a valid id"):
+        await items.get("abc")
+
+
+async def test_delete_by_ids_returns_the_count(items: vecdb.Collection[Item]) -> None:
+    await items.upsert([item(i) for i in range(5)])
+    assert await items.delete([1, 2, 99]) == 2
+    assert await items.count() == 3
+
+
+async def test_delete_by_filter(items: vecdb.Collection[Item]) -> None:
+    await items.upsert([item(i, team="a" if i % 2 else "b") for i in range(6)])
+    assert await items.delete(where={"team": "a"}) == 3
+    assert await items.count(where={"team": "a"}) == 0
+    assert await items.count() == 3
+
+
+@pytest.mark.parametrize("where", [{}], ids=["empty-dict"])
+async def test_delete_everything_needs_allow_all(
+    items: vecdb.Collection[Item], where: dict[str, Any]
+) -> None:
+    await items.upsert([item(i) for i in range(3)])
+    with pytest.raises(vecdb.FilterError, match="allow_all=True"):
+        await items.delete(where=where)
+    assert await items.count() == 3
+    assert await items.delete(where=where, allow_all=True) == 3
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"ids": [1], "where": {"team": "a"}}], ids=["neither", "both"]
+)
+async def test_delete_needs_ids_or_where(
+    items: vecdb.Collection[Item], kwargs: dict[str, Any]
+) -> None:
+    with pytest.raises(vecdb.FilterError, match="ids or where"):
+        await items.delete(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        (None, 10),
+        ({"year": {"$gte": 2005}}, 5),
+        ({"team": "a", "year": {"$lt": 2004}}, 2),
+        ({"$or": [{"team": "a"}, {"year": 2009}]}, 6),
+        ({"tags": {"$contains": "odd"}}, 5),
+        ({"id": {"$in": [1, 2, 3]}}, 3),
+    ],
+    ids=["all", "gte", "and", "or", "contains", "in-ids"],
+)
+async def test_count_with_filters(
+    items: vecdb.Collection[Item], where: dict[str, Any] | None, expected: int
+) -> None:
+    await items.upsert(
+        [
+            Item(
+                id=i, team="a" if i % 2 == 0 else "b", year=2000 + i,
+                tags=["odd"] if i % 2 else [], embedding=[1, 1, 1, i],
+            )
+            for i in range(10)
+        ]
+    )  # fmt: skip
+    assert await items.count(where=where) == expected
+
+
+async def test_unknown_filter_field_is_a_filter_error(items: vecdb.Collection[Item]) -> None:
+    with pytest.raises(vecdb.FilterError, match="not a declared field"):
+        await items.count(where={"colour": "red"})
+
+
+class Event(vecdb.Record):
+    id: uuid.UUID
+    at: dt.datetime
+    day: dt.date
+    embedding: vecdb.Vector
+
+
+async def test_uuid_ids_and_times_round_trip(db: vecdb.Database) -> None:
+    events = await db.collection("events", Event, dim=2, metric="l2")
+    key = uuid.uuid4()
+    record = Event(
+        id=key, at=dt.datetime(2024, 5, 1, 12, tzinfo=dt.UTC), day=dt.date(2024, 5, 1),
+        embedding=[1, 2],
+    )  # fmt: skip
+    await events.upsert([record])
+    assert await events.get(str(key)) == record
+    assert await events.count(where={"at": {"$gte": dt.datetime(2024, 1, 1, tzinfo=dt.UTC)}}) == 1
+
+
+async def test_many_rows_are_written_through_copy(items: vecdb.Collection[Item]) -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(12_000, DIM)).astype(np.float32)
+    written = await items.upsert(
+        {"id": i, "team": "g", "year": 2000, "embedding": vectors[i]} for i in range(12_000)
+    )
+    assert written == 12_000
+    got = await items.get(11_999)
+    assert got is not None
+    np.testing.assert_array_equal(got.embedding, vectors[11_999])
