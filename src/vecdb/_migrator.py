@@ -13,14 +13,13 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
-import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Literal
 
 import anyio
 import asyncpg
 
-from . import _history, _lock
+from . import _history, _lock, _steps
 from ._config import MigrationConfig
 from ._errors import (
     ConfigError,
@@ -29,7 +28,6 @@ from ._errors import (
     MigrationError,
     PendingMigrationsError,
     SchemaTooNewError,
-    translate,
 )
 from ._history import AppliedRow, HistoryEvent
 from ._sources import BUNDLED_SOURCE, MigrationSpec, Source
@@ -90,24 +88,6 @@ def _status(spec: MigrationSpec, row: AppliedRow | None) -> MigrationStatus:
         transactional=spec.transactional,
         reversible=spec.reversible,
     )
-
-
-_UPSERT_STATE = """
-    INSERT INTO vecdb.migration_state (source, version, description, checksum, status)
-    VALUES ($1, $2, $3, $4, $5)
-    ON CONFLICT (source, version) DO UPDATE
-    SET description = excluded.description, checksum = excluded.checksum,
-        status = excluded.status, applied_at = clock_timestamp()
-"""
-
-_INVALID_INDEXES = """
-    SELECT format('%I.%I', n.nspname, c.relname)
-    FROM pg_index i
-    JOIN pg_class c ON c.oid = i.indexrelid
-    JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE NOT i.indisvalid
-    ORDER BY 1
-"""
 
 
 class Migrator:
@@ -323,7 +303,7 @@ class Migrator:
     async def invalid_indexes(self) -> list[str]:
         """INVALID indexes in the database (left by a failed concurrent build)."""
         async with self._session() as conn:
-            return [row[0] for row in await conn.fetch(_INVALID_INDEXES)]
+            return [row[0] for row in await conn.fetch(_steps.INVALID_INDEXES)]
 
     # -- changes --------------------------------------------------------------------
 
@@ -344,7 +324,9 @@ class Migrator:
                 self._guard(state)
                 applied = []
                 for spec in self._pending(state, to, source):
-                    await self._run(conn, spec, "up", state.get((spec.source, spec.version)))
+                    await _steps.run(
+                        conn, spec, "up", self._config, state.get((spec.source, spec.version))
+                    )
                     applied.append(spec)
                 after = await _history.read_state(conn)
         return [_status(s, after.get((s.source, s.version))) for s in applied]
@@ -376,7 +358,9 @@ class Migrator:
                     version=blocked[0].version,
                 )
             for spec in path:
-                await self._run(conn, spec, "down", state.get((spec.source, spec.version)))
+                await _steps.run(
+                    conn, spec, "down", self._config, state.get((spec.source, spec.version))
+                )
         return [_status(s, None) for s in path]
 
     async def repair(self) -> list[MigrationStatus]:
@@ -392,7 +376,7 @@ class Migrator:
                     started = dt.datetime.now(dt.UTC)
                     async with conn.transaction():
                         await conn.execute(
-                            _UPSERT_STATE,
+                            _steps.UPSERT_STATE,
                             spec.source,
                             spec.version,
                             spec.description,
@@ -439,7 +423,7 @@ class Migrator:
                 started = dt.datetime.now(dt.UTC)
                 async with conn.transaction():
                     await conn.execute(
-                        _UPSERT_STATE,
+                        _steps.UPSERT_STATE,
                         spec.source,
                         spec.version,
                         spec.description,
@@ -460,161 +444,3 @@ class Migrator:
                 marked.append(spec)
             after = await _history.read_state(conn)
         return [_status(s, after.get((s.source, s.version))) for s in marked]
-
-    # -- one step -------------------------------------------------------------------
-
-    async def _run(
-        self, conn: Connection, spec: MigrationSpec, direction: Direction, row: AppliedRow | None
-    ) -> None:
-        verb = "Running" if direction == "up" else "Rolling back"
-        if direction == "up" and row is not None and row.status == "running":
-            logger.warning(
-                "%s %d (%s) did not finish last time; running it again (it must be idempotent)",
-                spec.source,
-                spec.version,
-                spec.description,
-            )
-        attempt = 0
-        while True:
-            started = dt.datetime.now(dt.UTC)
-            logger.info("%s %s %d (%s)", verb, spec.source, spec.version, spec.description)
-            try:
-                if spec.transactional:
-                    await self._step_in_transaction(conn, spec, direction, started)
-                else:
-                    await self._step_outside_transaction(conn, spec, direction, started)
-            except asyncpg.LockNotAvailableError as exc:
-                if attempt < self._config.ddl_retries:
-                    attempt += 1
-                    delay = self._config.retry_backoff * 2 ** (attempt - 1)
-                    delay *= random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not security
-                    logger.warning(
-                        "%s %d hit lock_timeout (%s); retry %d/%d in %.2fs",
-                        spec.source,
-                        spec.version,
-                        exc,
-                        attempt,
-                        self._config.ddl_retries,
-                        delay,
-                    )
-                    await anyio.sleep(delay)
-                    continue
-                await self._fail(conn, spec, direction, started, exc)
-            except Exception as exc:  # noqa: BLE001 - any failure of user code is recorded, then re-raised typed
-                await self._fail(conn, spec, direction, started, exc)
-            else:
-                elapsed = (dt.datetime.now(dt.UTC) - started).total_seconds() * 1000
-                logger.info("Done %s %d in %.1f ms", spec.source, spec.version, elapsed)
-                return
-
-    async def _finish(
-        self, conn: Connection, spec: MigrationSpec, direction: Direction, started: dt.datetime
-    ) -> None:
-        if direction == "up":
-            await conn.execute(
-                _UPSERT_STATE, spec.source, spec.version, spec.description, spec.checksum, "applied"
-            )
-        else:
-            await conn.execute(
-                "DELETE FROM vecdb.migration_state WHERE source = $1 AND version = $2",
-                spec.source,
-                spec.version,
-            )
-        await _history.record_event(
-            conn,
-            source=spec.source,
-            version=spec.version,
-            description=spec.description,
-            checksum=spec.checksum,
-            event="applied" if direction == "up" else "rolled_back",
-            started_at=started,
-            library_version=__version__,
-        )
-
-    async def _step_in_transaction(
-        self, conn: Connection, spec: MigrationSpec, direction: Direction, started: dt.datetime
-    ) -> None:
-        instance = spec.cls()
-        async with conn.transaction():
-            await conn.execute("SELECT set_config('lock_timeout', $1, true)", self._lock_timeout)
-            await (instance.up(conn) if direction == "up" else instance.down(conn))
-            await self._finish(conn, spec, direction, started)
-
-    async def _step_outside_transaction(
-        self, conn: Connection, spec: MigrationSpec, direction: Direction, started: dt.datetime
-    ) -> None:
-        instance = spec.cls()
-        if direction == "up":
-            # Recorded as running first: if we die half-way, the next start sees it
-            # unfinished and runs it again (which is why it must be idempotent).
-            await conn.execute(
-                _UPSERT_STATE, spec.source, spec.version, spec.description, spec.checksum, "running"
-            )
-        await conn.execute("SELECT set_config('lock_timeout', $1, false)", self._lock_timeout)
-        try:
-            await (instance.up(conn) if direction == "up" else instance.down(conn))
-        finally:
-            if not conn.is_closed() and not conn.is_in_transaction():
-                await conn.execute("RESET lock_timeout")
-        async with conn.transaction():
-            await self._finish(conn, spec, direction, started)
-
-    @property
-    def _lock_timeout(self) -> str:
-        return f"{int(self._config.ddl_lock_timeout * 1000)}ms"
-
-    async def _fail(
-        self,
-        conn: Connection,
-        spec: MigrationSpec,
-        direction: Direction,
-        started: dt.datetime,
-        exc: Exception,
-    ) -> None:
-        translated = translate(exc)
-        server_message = str(translated if translated is not None else exc)
-        invalid: list[str] = []
-        try:
-            if conn.is_in_transaction():  # user code swallowed an error inside its own block
-                await conn.execute("ROLLBACK")
-            if not spec.transactional:
-                invalid = [r[0] for r in await conn.fetch(_INVALID_INDEXES)]
-            async with conn.transaction():
-                await _history.record_event(
-                    conn,
-                    source=spec.source,
-                    version=spec.version,
-                    description=spec.description,
-                    checksum=spec.checksum,
-                    event="failed",
-                    started_at=started,
-                    library_version=__version__,
-                    error=f"{type(exc).__name__}: {server_message}",
-                    detail={"direction": direction, "invalid_indexes": invalid},
-                )
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-            logger.exception("could not record the failure of %s %d", spec.source, spec.version)
-        action = "applied" if direction == "up" else "rolled back"
-        if spec.transactional:
-            consequence = "It was rolled back: the schema is exactly as it was before it."
-        else:
-            consequence = (
-                "It ran outside a transaction, so statements before the failure stay in effect; "
-                "it runs again on the next upgrade."
-            )
-            if invalid:
-                consequence += (
-                    f" INVALID indexes left behind (a failed CREATE INDEX CONCURRENTLY): "
-                    f"{', '.join(invalid)}; drop them (DROP INDEX CONCURRENTLY) before retrying."
-                )
-        # INFO, not ERROR: the MigrationError raised below carries the same text, and
-        # an application without logging set up would otherwise print it twice.
-        logger.info("%s %d failed: %s", spec.source, spec.version, server_message)
-        raise MigrationError(
-            f"migration {spec.source} {spec.version} ({spec.description}) could not be {action}: "
-            f"{server_message}\n{consequence} Later migrations were not run. Fix the migration "
-            "and start again.",
-            source=spec.source,
-            version=spec.version,
-            server_message=server_message,
-        ) from exc
