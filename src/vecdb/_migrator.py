@@ -32,7 +32,6 @@ from ._errors import (
 from ._history import AppliedRow, HistoryEvent
 from ._sources import BUNDLED_SOURCE, MigrationSpec, Source
 from ._typing import Connection
-from ._version import __version__
 
 __all__ = ["MigrationStatus", "Migrator"]
 
@@ -375,23 +374,11 @@ class Migrator:
                         continue
                     started = dt.datetime.now(dt.UTC)
                     async with conn.transaction():
-                        await conn.execute(
-                            _steps.UPSERT_STATE,
-                            spec.source,
-                            spec.version,
-                            spec.description,
-                            spec.checksum,
-                            "applied",
-                        )
-                        await _history.record_event(
+                        await _steps.mark_applied(
                             conn,
-                            source=spec.source,
-                            version=spec.version,
-                            description=spec.description,
-                            checksum=spec.checksum,
-                            event="repaired",
-                            started_at=started,
-                            library_version=__version__,
+                            spec,
+                            "repaired",
+                            started,
                             detail={"recorded": row.checksum, "current": spec.checksum},
                         )
                     logger.info(
@@ -422,24 +409,7 @@ class Migrator:
                     continue
                 started = dt.datetime.now(dt.UTC)
                 async with conn.transaction():
-                    await conn.execute(
-                        _steps.UPSERT_STATE,
-                        spec.source,
-                        spec.version,
-                        spec.description,
-                        spec.checksum,
-                        "applied",
-                    )
-                    await _history.record_event(
-                        conn,
-                        source=spec.source,
-                        version=spec.version,
-                        description=spec.description,
-                        checksum=spec.checksum,
-                        event="baselined",
-                        started_at=started,
-                        library_version=__version__,
-                    )
+                    await _steps.mark_applied(conn, spec, "baselined", started)
                 logger.info("Baselined %s %d (%s)", spec.source, spec.version, spec.description)
                 marked.append(spec)
             after = await _history.read_state(conn)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 import asyncpg
@@ -19,18 +19,18 @@ import asyncpg
 from . import _history
 from ._config import MigrationConfig
 from ._errors import MigrationError, translate
-from ._history import AppliedRow
+from ._history import AppliedRow, EventKind
 from ._sources import MigrationSpec
 from ._typing import Connection
 from ._version import __version__
 
-__all__ = ["INVALID_INDEXES", "UPSERT_STATE", "Direction", "run"]
+__all__ = ["INVALID_INDEXES", "Direction", "mark_applied", "record", "run", "set_state"]
 
 logger = logging.getLogger("vecdb.migrations")
 
 Direction = Literal["up", "down"]
 
-UPSERT_STATE = """
+_UPSERT_STATE = """
     INSERT INTO vecdb.migration_state (source, version, description, checksum, status)
     VALUES ($1, $2, $3, $4, $5)
     ON CONFLICT (source, version) DO UPDATE
@@ -102,29 +102,62 @@ async def run(
             return
 
 
-async def _finish(
-    conn: Connection, spec: MigrationSpec, direction: Direction, started: dt.datetime
+async def set_state(conn: Connection, spec: MigrationSpec, status: str) -> None:
+    """Write ``spec``'s row of the state table (``applied`` or ``running``)."""
+    await conn.execute(
+        _UPSERT_STATE, spec.source, spec.version, spec.description, spec.checksum, status
+    )
+
+
+async def record(
+    conn: Connection,
+    spec: MigrationSpec,
+    event: EventKind,
+    started: dt.datetime,
+    *,
+    error: str | None = None,
+    detail: dict[str, Any] | None = None,
 ) -> None:
-    if direction == "up":
-        await conn.execute(
-            UPSERT_STATE, spec.source, spec.version, spec.description, spec.checksum, "applied"
-        )
-    else:
-        await conn.execute(
-            "DELETE FROM vecdb.migration_state WHERE source = $1 AND version = $2",
-            spec.source,
-            spec.version,
-        )
+    """Append ``event`` for ``spec`` to the history."""
     await _history.record_event(
         conn,
         source=spec.source,
         version=spec.version,
         description=spec.description,
         checksum=spec.checksum,
-        event="applied" if direction == "up" else "rolled_back",
+        event=event,
         started_at=started,
         library_version=__version__,
+        error=error,
+        detail=detail,
     )
+
+
+async def mark_applied(
+    conn: Connection,
+    spec: MigrationSpec,
+    event: EventKind,
+    started: dt.datetime,
+    *,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Record ``spec`` as applied, with ``event``, in the caller's transaction."""
+    await set_state(conn, spec, "applied")
+    await record(conn, spec, event, started, detail=detail)
+
+
+async def _finish(
+    conn: Connection, spec: MigrationSpec, direction: Direction, started: dt.datetime
+) -> None:
+    if direction == "up":
+        await mark_applied(conn, spec, "applied", started)
+        return
+    await conn.execute(
+        "DELETE FROM vecdb.migration_state WHERE source = $1 AND version = $2",
+        spec.source,
+        spec.version,
+    )
+    await record(conn, spec, "rolled_back", started)
 
 
 async def _in_transaction(
@@ -152,9 +185,7 @@ async def _outside_transaction(
     if direction == "up":
         # Recorded as running first: if we die half-way, the next start sees it
         # unfinished and runs it again (which is why it must be idempotent).
-        await conn.execute(
-            UPSERT_STATE, spec.source, spec.version, spec.description, spec.checksum, "running"
-        )
+        await set_state(conn, spec, "running")
     await conn.execute("SELECT set_config('lock_timeout', $1, false)", _lock_timeout(config))
     try:
         await (instance.up(conn) if direction == "up" else instance.down(conn))
@@ -186,15 +217,11 @@ async def _fail(
         if not spec.transactional:
             invalid = [r[0] for r in await conn.fetch(INVALID_INDEXES)]
         async with conn.transaction():
-            await _history.record_event(
+            await record(
                 conn,
-                source=spec.source,
-                version=spec.version,
-                description=spec.description,
-                checksum=spec.checksum,
-                event="failed",
-                started_at=started,
-                library_version=__version__,
+                spec,
+                "failed",
+                started,
                 error=f"{type(exc).__name__}: {server_message}",
                 detail={"direction": direction, "invalid_indexes": invalid},
             )
