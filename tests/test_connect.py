@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import uuid
 from pathlib import Path
@@ -196,3 +198,28 @@ async def test_bad_connect_arguments_raise_config_error(
     with pytest.raises(vecdb.ConfigError) as caught:
         await vecdb.connect(dsn, **kwargs)  # type: ignore[arg-type]
     assert caught.value.setting == setting
+
+
+@pytest.mark.slow
+def test_processes_starting_together_on_an_empty_data_dir_all_succeed(tmp_path: Path) -> None:
+    script = tmp_path / "embedded_worker.py"
+    script.write_text(textwrap.dedent(EMBEDDED_WORKER))
+    data_dir = Path(tempfile.mkdtemp(prefix="vecdb-race-")) / "data"
+    try:
+        procs = [
+            subprocess.Popen(
+                [sys.executable, str(script), str(data_dir), f"p{i}"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(4)
+        ]
+        outputs = [p.communicate(timeout=120) for p in procs]
+        for proc, (_, err) in zip(procs, outputs, strict=True):
+            assert proc.returncode == 0, err
+        # Each wrote its note into the same cluster (servers may come and go as
+        # the processes exit, but the data directory is one).
+        assert _run_embedded(tmp_path, data_dir, "-")[0] == "p0,p1,p2,p3"
+    finally:
+        shutil.rmtree(data_dir.parent, ignore_errors=True)

