@@ -16,6 +16,8 @@ import socket
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import asyncpg
+
 from ._typing import Connection
 
 __all__ = [
@@ -155,12 +157,14 @@ async def bootstrap(conn: Connection) -> None:
 
 async def read_state(conn: Connection) -> dict[tuple[str, int], AppliedRow]:
     """Every row of the state table, keyed by ``(source, version)``."""
-    if not await tables_exist(conn):
+    try:
+        rows = await conn.fetch(
+            "SELECT source, version, description, checksum, status, applied_at "
+            "FROM vecdb.migration_state ORDER BY source, version"
+        )
+    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+        # A new database: asking first would cost every connect() a round trip.
         return {}
-    rows = await conn.fetch(
-        "SELECT source, version, description, checksum, status, applied_at "
-        "FROM vecdb.migration_state ORDER BY source, version"
-    )
     return {(r["source"], r["version"]): AppliedRow(**dict(r)) for r in rows}
 
 

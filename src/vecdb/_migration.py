@@ -14,6 +14,7 @@ import hashlib
 import inspect
 import textwrap
 import types
+import weakref
 from typing import Any, ClassVar
 
 from ._typing import Connection
@@ -115,13 +116,26 @@ def _bytecode_digest(cls: type[Migration], digest: Any) -> None:
             digest.update(f"{name}={value!r}".encode())
 
 
+_CHECKSUMS: weakref.WeakKeyDictionary[type[Migration], str] = weakref.WeakKeyDictionary()
+
+
 def checksum(cls: type[Migration]) -> str:
     """A stable SHA-256 of what the migration does (not of its comments or layout).
+
+    Cached per class object (a re-imported, edited module makes new classes):
+    connect() at head checks every migration's checksum.
 
     Returns:
         ``"ast:<hex>"`` from the source's syntax tree, or ``"bc:<hex>"`` from
         bytecode when the source cannot be read.
     """
+    cached = _CHECKSUMS.get(cls)
+    if cached is None:
+        cached = _CHECKSUMS[cls] = _compute(cls)
+    return cached
+
+
+def _compute(cls: type[Migration]) -> str:
     digest = hashlib.sha256()
     try:
         source = textwrap.dedent(inspect.getsource(cls))
