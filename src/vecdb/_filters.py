@@ -299,7 +299,7 @@ class _Compiler:
             parts.append(f"{field.column} IS NULL")
         matched = _join(parts, "OR")
         # $nin is the complement of $in, so it matches NULL rows just as $ne does.
-        return matched if op == "$in" else f"NOT ({matched})"
+        return matched if op == "$in" else f"({matched}) IS NOT TRUE"
 
     def _compare(self, field: _Field, op: str, value: Any) -> str:
         if value is None:
