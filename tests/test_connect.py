@@ -26,8 +26,11 @@ import vecdb
 
 async def main():
     async with vecdb.connect(data_dir=sys.argv[1]) as db:
-        async with db.acquire() as conn:
+        async with db.transaction() as conn:
+            # CREATE TABLE IF NOT EXISTS itself races between sessions.
+            await conn.execute("SELECT pg_advisory_xact_lock(42)")
             await conn.execute("CREATE TABLE IF NOT EXISTS notes (body text)")
+        async with db.acquire() as conn:
             if sys.argv[2] != "-":
                 await conn.execute("INSERT INTO notes VALUES ($1)", sys.argv[2])
             print(await conn.fetchval("SELECT string_agg(body, ',' ORDER BY body) FROM notes"))
