@@ -37,7 +37,10 @@ SELECT current_setting('server_version_num')::int AS server_version_num,
        current_setting('server_version') AS server_version,
        current_database() AS database,
        (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS installed,
-       (SELECT default_version FROM pg_available_extensions WHERE name = 'vector') AS available,
+       -- pg_available_extensions reads every control file on disk: only when needed
+       CASE WHEN NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'vector')
+            THEN (SELECT default_version FROM pg_available_extensions WHERE name = 'vector')
+       END AS available,
        (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
        has_database_privilege(current_database(), 'CREATE') AS can_create
 """
