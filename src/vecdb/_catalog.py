@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 
 from . import _ddl
-from ._errors import CollectionNotFoundError, ConfigError, SchemaMismatchError
+from ._errors import CollectionNotFoundError, ConfigError, MigrationError, SchemaMismatchError
 from ._record import FieldSpec
 from ._spec import CollectionSpec, diff
 from ._sql import qualified, quote_ident
@@ -81,15 +81,36 @@ async def _lock(conn: AnyConnection, name: str) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_CLASS, name)
 
 
+_NOT_MIGRATED = (
+    "this database has no vecdb catalog (vecdb.collections): its migrations were never "
+    "applied. Connect with migrate='apply' (the default) or run `vecdb migrate`."
+)
+
+
+async def _fetch(conn: AnyConnection, query: str, *args: Any) -> list[asyncpg.Record]:
+    try:
+        return await conn.fetch(query, *args)
+    except asyncpg.UndefinedTableError as exc:
+        raise MigrationError(_NOT_MIGRATED, source="vecdb", version=1) from exc
+
+
 async def load(conn: AnyConnection, name: str) -> CollectionInfo | None:
-    """The catalog row of ``name``, or ``None``."""
-    row = await conn.fetchrow(_SELECT + " WHERE name = $1", name)
-    return None if row is None else _info(row)
+    """The catalog row of ``name``, or ``None``.
+
+    Raises:
+        MigrationError: The database was never migrated (no catalog).
+    """
+    rows = await _fetch(conn, _SELECT + " WHERE name = $1", name)
+    return _info(rows[0]) if rows else None
 
 
 async def list_all(conn: AnyConnection) -> list[CollectionInfo]:
-    """Every catalog row, by name."""
-    return [_info(row) for row in await conn.fetch(_SELECT + " ORDER BY name")]
+    """Every catalog row, by name.
+
+    Raises:
+        MigrationError: The database was never migrated (no catalog).
+    """
+    return [_info(row) for row in await _fetch(conn, _SELECT + " ORDER BY name")]
 
 
 def stored_spec(info: CollectionInfo) -> CollectionSpec:

@@ -10,6 +10,8 @@ Usage::
     vecdb repair                       accept the changed code of applied migrations
     vecdb baseline --to N [--source S] record 1..N as applied without running them
     vecdb invalid-indexes              INVALID indexes left by failed concurrent builds
+    vecdb collections                  every collection: table, vectors, metric, storage, index
+    vecdb create-index NAME            (re)build a collection's HNSW index, with a progress bar
 
 Every command takes ``--dsn`` (default ``$VECDB_DSN``, else the embedded server),
 ``--data-dir``, ``--migrations PKG`` (repeatable; the current directory is
@@ -22,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
-import datetime as dt
 import json
 import logging
 import os
@@ -31,59 +31,27 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from . import _cli_collections
+from ._cli_output import (
+    EXIT_CHECK_FAILED,
+    EXIT_ERROR,
+    EXIT_OK,
+    Outcome,
+    duration,
+    short,
+    table,
+    to_json,
+    when,
+)
 from ._config import PoolConfig
 from ._connect import connect
-from ._database import Migrations
+from ._database import Database
 from ._errors import VecdbError
 from ._history import HistoryEvent
 from ._migrator import MigrationStatus
 from ._version import __version__
 
 __all__ = ["main"]
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHECK_FAILED = 0, 1, 2, 3
-_ERROR_WIDTH = 60
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Outcome:
-    """What a command produced: data for ``--json``, text for humans, and the exit code."""
-
-    data: Any
-    text: str
-    code: int = EXIT_OK
-
-
-# -- formatting -------------------------------------------------------------------------
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> str:
-    """Plain-text columns, padded to the widest cell; columns in ``right`` are right-aligned."""
-    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
-
-    def line(cells: Sequence[str]) -> str:
-        padded = (
-            cell.rjust(width) if i in right else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        )
-        return "  ".join(padded).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
-
-
-def _when(value: dt.datetime | None) -> str:
-    return "-" if value is None else value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _duration(ms: float) -> str:
-    return f"{ms:.1f} ms" if ms < 1000 else f"{ms / 1000:.2f} s"
-
-
-def _short(text: str | None, width: int = _ERROR_WIDTH) -> str:
-    if not text:
-        return ""
-    first = text.strip().splitlines()[0]
-    return first if len(first) <= width else first[: width - 3] + "..."
 
 
 def _status_table(rows: Sequence[MigrationStatus]) -> str:
@@ -93,21 +61,21 @@ def _status_table(rows: Sequence[MigrationStatus]) -> str:
             str(r.version),
             r.description,
             r.state,
-            _when(r.applied_at),
+            when(r.applied_at),
             (r.checksum or r.recorded_checksum or "-")[:12],
             "yes" if r.drift else "no",
         ]
         for r in rows
     ]
     headers = ["source", "version", "description", "state", "applied_at", "checksum", "drift"]
-    return _table(headers, cells, right=[1])
+    return table(headers, cells, right=[1])
 
 
 def _steps(title: str, rows: Sequence[MigrationStatus], empty: str) -> str:
     if not rows:
         return empty
     cells = [[r.source, str(r.version), r.description] for r in rows]
-    return f"{title} {len(rows)} migration(s):\n" + _table(
+    return f"{title} {len(rows)} migration(s):\n" + table(
         ["source", "version", "description"], cells, right=[1]
     )
 
@@ -118,81 +86,66 @@ def _history_table(events: Sequence[HistoryEvent]) -> str:
     cells = [
         [
             str(e.id),
-            _when(e.started_at),
+            when(e.started_at),
             e.source,
             str(e.version),
             e.event,
-            _duration(e.duration_ms),
-            _short(e.error),
+            duration(e.duration_ms),
+            short(e.error),
         ]
         for e in events
     ]
     headers = ["id", "time (UTC)", "source", "version", "event", "duration", "error"]
-    return _table(headers, cells, right=[0, 3, 5])
-
-
-def _json_default(value: object) -> Any:
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
-
-
-def _to_json(data: Any) -> str:
-    if isinstance(data, list):
-        data = [
-            dataclasses.asdict(d) if dataclasses.is_dataclass(d) and not isinstance(d, type) else d
-            for d in data
-        ]
-    return json.dumps(data, default=_json_default, indent=2)
+    return table(headers, cells, right=[0, 3, 5])
 
 
 # -- commands -----------------------------------------------------------------------------
 
 
-async def _status(m: Migrations, args: argparse.Namespace) -> _Outcome:
-    rows = await m.status()
+async def _status(db: Database, args: argparse.Namespace) -> Outcome:
+    rows = await db.migrations.status()
     unsettled = any(r.state != "applied" or r.drift for r in rows)
     code = EXIT_CHECK_FAILED if args.check and unsettled else EXIT_OK
-    return _Outcome(rows, _status_table(rows), code)
+    return Outcome(rows, _status_table(rows), code)
 
 
-async def _plan(m: Migrations, args: argparse.Namespace) -> _Outcome:
-    rows = await m.plan(args.to, args.source)
-    return _Outcome(rows, _steps("Would apply", rows, "Nothing to do: already at head."))
+async def _plan(db: Database, args: argparse.Namespace) -> Outcome:
+    rows = await db.migrations.plan(args.to, args.source)
+    return Outcome(rows, _steps("Would apply", rows, "Nothing to do: already at head."))
 
 
-async def _migrate(m: Migrations, args: argparse.Namespace) -> _Outcome:
-    rows = await m.upgrade(args.to, args.source)
-    return _Outcome(rows, _steps("Applied", rows, "Already at head."))
+async def _migrate(db: Database, args: argparse.Namespace) -> Outcome:
+    rows = await db.migrations.upgrade(args.to, args.source)
+    return Outcome(rows, _steps("Applied", rows, "Already at head."))
 
 
-async def _rollback(m: Migrations, args: argparse.Namespace) -> _Outcome:
-    rows = await m.rollback(args.to, args.source)
-    return _Outcome(rows, _steps("Rolled back", rows, "Nothing to roll back."))
+async def _rollback(db: Database, args: argparse.Namespace) -> Outcome:
+    rows = await db.migrations.rollback(args.to, args.source)
+    return Outcome(rows, _steps("Rolled back", rows, "Nothing to roll back."))
 
 
-async def _history(m: Migrations, args: argparse.Namespace) -> _Outcome:
-    events = await m.history()
-    return _Outcome(events, _history_table(events))
+async def _history(db: Database, args: argparse.Namespace) -> Outcome:
+    events = await db.migrations.history()
+    return Outcome(events, _history_table(events))
 
 
-async def _repair(m: Migrations, args: argparse.Namespace) -> _Outcome:
-    rows = await m.repair()
-    return _Outcome(rows, _steps("Repaired", rows, "Nothing to repair: no checksum changed."))
+async def _repair(db: Database, args: argparse.Namespace) -> Outcome:
+    rows = await db.migrations.repair()
+    return Outcome(rows, _steps("Repaired", rows, "Nothing to repair: no checksum changed."))
 
 
-async def _baseline(m: Migrations, args: argparse.Namespace) -> _Outcome:
-    rows = await m.baseline(args.to, args.source)
-    return _Outcome(rows, _steps("Baselined", rows, "Nothing to baseline: already recorded."))
+async def _baseline(db: Database, args: argparse.Namespace) -> Outcome:
+    rows = await db.migrations.baseline(args.to, args.source)
+    return Outcome(rows, _steps("Baselined", rows, "Nothing to baseline: already recorded."))
 
 
-async def _invalid_indexes(m: Migrations, args: argparse.Namespace) -> _Outcome:
-    names = await m.invalid_indexes()
+async def _invalid_indexes(db: Database, args: argparse.Namespace) -> Outcome:
+    names = await db.migrations.invalid_indexes()
     text = "\n".join(names) if names else "No invalid indexes."
-    return _Outcome(names, text)
+    return Outcome(names, text)
 
 
-Command = Callable[[Migrations, argparse.Namespace], Awaitable[_Outcome]]
+Command = Callable[[Database, argparse.Namespace], Awaitable[Outcome]]
 
 
 # -- arguments ----------------------------------------------------------------------------
@@ -279,6 +232,7 @@ def _parser() -> argparse.ArgumentParser:
         required=True,
     )
     command("invalid-indexes", _invalid_indexes, "INVALID indexes left by failed builds")
+    _cli_collections.add_commands(command)
     return parser
 
 
@@ -305,7 +259,7 @@ def _setup_logging(*, verbose: bool) -> None:
     logger.propagate = False
 
 
-async def _run(args: argparse.Namespace, migrations: Sequence[str]) -> _Outcome:
+async def _run(args: argparse.Namespace, migrations: Sequence[str]) -> Outcome:
     async with connect(
         args.dsn,
         data_dir=args.data_dir,
@@ -314,7 +268,7 @@ async def _run(args: argparse.Namespace, migrations: Sequence[str]) -> _Outcome:
         pool=PoolConfig(min_size=0, max_size=1),
     ) as db:
         func: Command = args.func
-        return await func(db.migrations, args)
+        return await func(db, args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -347,5 +301,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    print(_to_json(outcome.data) if args.json else outcome.text)
+    print(to_json(outcome.data) if args.json else outcome.text)
     return outcome.code
