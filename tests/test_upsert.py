@@ -1,13 +1,21 @@
-"""Writing and reading records: upsert, insert, get, get_many, delete, count."""
+"""Writing and reading records: upsert, insert, get, get_many, delete, count.
+
+Also first loads: the straight COPY into an empty table, the index rebuild of a
+large first load, and statement timeouts of writes and index builds.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
 import math
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import asyncpg
 import numpy as np
 import pydantic
 import pytest
@@ -344,3 +352,284 @@ async def test_many_rows_are_written_through_copy(items: vecdb.Collection[Item])
     got = await items.get(11_999)
     assert got is not None
     np.testing.assert_array_equal(got.embedding, vectors[11_999])
+
+
+# -- first loads: a straight COPY into an empty table, index rebuilds, timeouts ---------------
+
+STRAIGHT = "straight into the empty table"
+STAGED = "through a staging table"
+REBUILT = "dropping its HNSW index"
+
+
+def _paths(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Which path each write took, in order, from the writer's log."""
+    paths = []
+    for record in caplog.records:
+        if record.name == "vecdb.collections":
+            message = record.getMessage()
+            paths += [name for name in (STRAIGHT, STAGED, REBUILT) if name in message]
+    return paths
+
+
+async def _index_oid(db: vecdb.Database, name: str) -> tuple[int, bool] | None:
+    """The index's oid and ``indisvalid``, or ``None`` when it does not exist."""
+    async with db.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT indexrelid::oid::int8 AS oid, indisvalid FROM pg_index "
+            "WHERE indexrelid = to_regclass($1)",
+            name,
+        )
+    return None if row is None else (row["oid"], row["indisvalid"])
+
+
+async def _wait_for_lock_wait(
+    db: vecdb.Database, task: asyncio.Task[Any], *, longer_than: float = 0.0
+) -> None:
+    """Until a statement of this database has waited ``longer_than`` seconds for a lock.
+
+    Read from ``pg_stat_activity`` (in a transaction of its own each time: the
+    view is a snapshot per transaction); returns early if ``task`` ends (it failed).
+    """
+    deadline = time.monotonic() + 60
+    while not task.done():
+        async with db.acquire() as conn:
+            waiting = await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock' "
+                "AND clock_timestamp() - query_start > make_interval(secs => $1))",
+                longer_than,
+            )
+        if waiting:
+            return
+        assert time.monotonic() < deadline, "the write never waited for the lock"
+        await asyncio.sleep(0.02)  # polling the server's state, not waiting for it to change
+
+
+def _mixed_input() -> list[Item]:
+    """Ids repeated within a chunk and across chunks (of 3): the last record wins."""
+    records = [item(i, team=f"first-{i}") for i in range(8)]
+    records += [item(2, team="2-last"), item(9), item(9, team="9-last"), item(0, team="0-last")]
+    return records
+
+
+async def test_a_write_into_an_empty_collection_copies_straight_into_it(
+    items: vecdb.Collection[Item], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="vecdb.collections"):
+        assert await items.upsert([item(i) for i in range(10)]) == 10
+    assert _paths(caplog) == [STRAIGHT]
+    assert await items.count() == 10
+
+
+async def test_a_write_into_a_collection_with_rows_merges(
+    items: vecdb.Collection[Item], caplog: pytest.LogCaptureFixture
+) -> None:
+    await items.upsert([item(100)])
+    with caplog.at_level(logging.DEBUG, logger="vecdb.collections"):
+        assert await items.upsert([item(i) for i in range(10)]) == 10
+    assert _paths(caplog) == [STAGED]
+
+
+async def test_straight_copy_and_merge_store_the_same_rows(
+    db: vecdb.Database,
+    items: vecdb.Collection[Item],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr("vecdb._writer.WRITE_CHUNK", 3)
+    merged = await db.collection("merged", Item, dim=DIM, filterable=("team", "year"))
+    await merged.upsert([item(10_000)])  # not empty: merged through the staging table
+    with caplog.at_level(logging.DEBUG, logger="vecdb.collections"):
+        written = [await items.upsert(_mixed_input()), await merged.upsert(_mixed_input())]
+    assert _paths(caplog) == [STRAIGHT, STAGED]
+    assert written == [9, 9]
+    straight = await items.get_many(range(10))
+    assert straight == await merged.get_many(range(10))
+    assert {r.id: r.team for r in straight if r.id in (0, 2, 9)} == {
+        0: "0-last",
+        2: "2-last",
+        9: "9-last",
+    }
+
+
+async def test_batches_after_the_first_are_merged(
+    items: vecdb.Collection[Item], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="vecdb.collections"):
+        assert await items.upsert([item(i) for i in range(7)], batch_size=3) == 7
+    assert _paths(caplog) == [STRAIGHT, STAGED, STAGED]
+    assert await items.count() == 7
+
+
+async def test_insert_of_ids_repeated_across_chunks_writes_nothing_into_an_empty_collection(
+    items: vecdb.Collection[Item], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("vecdb._writer.WRITE_CHUNK", 2)
+    with pytest.raises(vecdb.DuplicateRecordError) as info:
+        await items.insert([item(1), item(2), item(3), item(1)])
+    assert info.value.ids == (1,)
+    assert await items.count() == 0
+
+
+async def _other_writer(dsn: str) -> asyncpg.Connection:
+    """A connection with an open transaction that inserted id 1 and has not committed."""
+    conn: asyncpg.Connection = await asyncpg.connect(dsn)
+    await conn.execute("BEGIN")
+    await conn.execute(
+        "INSERT INTO items (id, team, year, tags, embedding) "
+        "VALUES (1, 'theirs', 1999, '{}', '[1, 1, 1, 1]')"
+    )
+    return conn
+
+
+async def test_a_row_committed_while_a_first_load_waits_for_its_lock_is_merged_with(
+    dsn: str, db: vecdb.Database, items: vecdb.Collection[Item], caplog: pytest.LogCaptureFixture
+) -> None:
+    other = await _other_writer(dsn)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="vecdb.collections"):
+            # The table looks empty (id 1 is not committed), so the write locks it,
+            # and waits for the other writer to finish.
+            write = asyncio.create_task(items.upsert([item(i, team="ours") for i in range(5)]))
+            await _wait_for_lock_wait(db, write)
+            await other.execute("COMMIT")
+            assert await write == 5
+    finally:
+        await other.close()
+    assert _paths(caplog) == [STAGED]
+    got = await items.get(1)
+    assert got is not None
+    assert got.team == "ours"
+    assert await items.count() == 5
+
+
+async def test_insert_refuses_an_id_committed_while_it_waits_for_its_lock(
+    dsn: str, db: vecdb.Database, items: vecdb.Collection[Item]
+) -> None:
+    other = await _other_writer(dsn)
+    try:
+        write = asyncio.create_task(items.insert([item(i, team="ours") for i in range(5)]))
+        await _wait_for_lock_wait(db, write)
+        await other.execute("COMMIT")
+        with pytest.raises(vecdb.DuplicateRecordError) as info:
+            await write
+    finally:
+        await other.close()
+    assert info.value.ids == (1,)
+    assert [r.team for r in await _snapshot(items)] == ["theirs"]
+
+
+@pytest.fixture
+def small_loads(monkeypatch: pytest.MonkeyPatch) -> int:
+    """ "Large" first loads from 500 rows, in chunks of 200; returns the threshold."""
+    monkeypatch.setattr("vecdb._writer.REBUILD_MIN_ROWS", 500)
+    monkeypatch.setattr("vecdb._writer.WRITE_CHUNK", 200)
+    return 500
+
+
+HNSW_INDEX = "public.items_embedding_hnsw"
+
+
+async def test_a_large_first_load_rebuilds_the_index_before_commit(
+    db: vecdb.Database,
+    items: vecdb.Collection[Item],
+    small_loads: int,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    before = await _index_oid(db, HNSW_INDEX)
+    assert before is not None
+    with caplog.at_level(logging.INFO, logger="vecdb.collections"):
+        assert await items.upsert(item(i) for i in range(2 * small_loads)) == 2 * small_loads
+    assert _paths(caplog) == [REBUILT]
+    after = await _index_oid(db, HNSW_INDEX)
+    assert after is not None
+    assert after[0] != before[0]  # built again
+    assert after[1] is True  # and valid
+    assert await items.count() == 2 * small_loads
+
+
+async def test_a_small_first_load_keeps_the_index(
+    db: vecdb.Database, items: vecdb.Collection[Item], small_loads: int
+) -> None:
+    before = await _index_oid(db, HNSW_INDEX)
+    await items.upsert(item(i) for i in range(small_loads - 1))
+    assert await _index_oid(db, HNSW_INDEX) == before
+
+
+async def test_a_bad_record_late_in_a_large_first_load_leaves_it_empty_with_its_index(
+    db: vecdb.Database, items: vecdb.Collection[Item], small_loads: int
+) -> None:
+    before = await _index_oid(db, HNSW_INDEX)
+    records: list[Any] = [item(i) for i in range(2 * small_loads)]
+    records[-50] = _bad("nan")  # in a chunk validated after the index was dropped
+    with pytest.raises(vecdb.InvalidVectorError):
+        await items.upsert(records)
+    assert await items.count() == 0
+    assert await _index_oid(db, HNSW_INDEX) == before
+
+
+COMMAND_TIMEOUT = 1.0
+
+
+@pytest.fixture
+async def impatient(dsn: str) -> AsyncIterator[vecdb.Database]:
+    """A database whose pool cuts a statement after COMMAND_TIMEOUT seconds by default."""
+    pool = vecdb.PoolConfig(min_size=1, max_size=4, command_timeout=COMMAND_TIMEOUT)
+    database = await vecdb.connect(dsn, pool=pool)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+async def _blocker(dsn: str, mode: str) -> asyncpg.Connection:
+    """A connection holding a ``mode`` lock on ``items`` until it commits."""
+    conn: asyncpg.Connection = await asyncpg.connect(dsn)
+    await conn.execute("BEGIN")
+    await conn.execute(f"LOCK TABLE items IN {mode} MODE")
+    return conn
+
+
+async def test_a_large_first_load_is_not_cut_by_command_timeout(
+    dsn: str, impatient: vecdb.Database, small_loads: int
+) -> None:
+    items = await impatient.collection("items", Item, dim=DIM)
+    blocker = await _blocker(dsn, "SHARE")  # readers pass, the load's lock waits
+    try:
+        load = asyncio.create_task(items.upsert(item(i) for i in range(2 * small_loads)))
+        await _wait_for_lock_wait(impatient, load, longer_than=2 * COMMAND_TIMEOUT)
+        await blocker.execute("COMMIT")
+        assert await load == 2 * small_loads
+    finally:
+        await blocker.close()
+    assert await _index_oid(impatient, HNSW_INDEX) is not None
+
+
+async def test_a_write_timeout_bounds_its_statements(
+    dsn: str, items: vecdb.Collection[Item]
+) -> None:
+    blocker = await _blocker(dsn, "SHARE")
+    try:
+        with pytest.raises(vecdb.QueryTimeoutError):
+            await items.upsert([item(1)], timeout=0.2)
+    finally:
+        await blocker.close()
+    assert await items.count() == 0
+
+
+async def test_create_index_is_not_cut_by_command_timeout(
+    dsn: str, impatient: vecdb.Database
+) -> None:
+    items = await impatient.collection("items", Item, dim=DIM, index=None)
+    await items.upsert([item(i) for i in range(200)])
+    blocker = await _blocker(dsn, "SHARE UPDATE EXCLUSIVE")  # as a running build would
+    try:
+        build = asyncio.create_task(items.create_index(vecdb.HNSW(m=8, ef_construction=32)))
+        await _wait_for_lock_wait(impatient, build, longer_than=2 * COMMAND_TIMEOUT)
+        await blocker.execute("COMMIT")
+        await build
+    finally:
+        await blocker.close()
+    state = await _index_oid(impatient, HNSW_INDEX)
+    assert state is not None
+    assert state[1] is True

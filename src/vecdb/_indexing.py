@@ -6,6 +6,15 @@ swapped in, so searches keep their index until the new one is ready. A
 concurrent build that failed leaves an INVALID index (``pg_index.indisvalid =
 false``) that PostgreSQL keeps updating but never uses: it is found, dropped
 and built again.
+
+A large first load into an empty collection drops its HNSW indexes and builds
+them again inside the load's transaction (`hnsw_indexes`, `drop_indexes`,
+`rebuild_indexes`): one build is several times faster than inserting every row
+into the graph (pgvector #559).
+
+Index builds take as long as they take: asyncpg applies the pool's
+``command_timeout`` to a statement whose ``timeout`` is ``None``, so every
+long statement here gets `statement_limit` instead.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import dataclasses
 import inspect
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -28,12 +38,47 @@ from ._typing import AnyConnection
 if TYPE_CHECKING:
     from ._database import Database
 
-__all__ = ["IndexProgress", "ProgressCallback", "build_hnsw", "save_index"]
+__all__ = [
+    "NO_LIMIT",
+    "IndexProgress",
+    "ProgressCallback",
+    "build_hnsw",
+    "drop_indexes",
+    "hnsw_indexes",
+    "rebuild_indexes",
+    "save_index",
+    "statement_limit",
+]
 
 logger = logging.getLogger("vecdb.index")
 
 POLL_INTERVAL = 0.25  # seconds between reads of pg_stat_progress_create_index
 _DEFAULT_WORK_MEM_CAP = 1 << 30  # never take more than 1 GB unless asked
+# asyncpg reads ``timeout=None`` as "the pool's command_timeout"; its own "no
+# timeout" sentinel is private, so "no limit" is a timeout nobody will reach.
+NO_LIMIT = 10.0 * 365 * 24 * 3600
+
+
+def statement_limit(timeout: float | None) -> float:
+    """``timeout=`` for a long statement: the caller's, else `NO_LIMIT` (not command_timeout)."""
+    return NO_LIMIT if timeout is None else timeout
+
+
+def _server_limit(timeout: float | None) -> str:
+    """``statement_timeout`` for a build: the caller's timeout, else 0 (none)."""
+    return "0" if timeout is None else f"{max(1, int(timeout * 1000))}ms"
+
+
+def _graph_memory(spec: CollectionSpec, m: int, rows: float, current: int) -> str:
+    """``maintenance_work_mem`` for building ``rows`` into the graph (bytes in, kB out).
+
+    Enough for the graph (vectors plus 2*m neighbours per node), never below
+    the server's setting ``current``, capped at 1 GB.
+    """
+    per_row = sum(4 * v.dim for v in spec.layout.vectors) + m * 2 * 8 + 96
+    wanted = int(rows * per_row * 1.3)
+    size = max(current, min(wanted, _DEFAULT_WORK_MEM_CAP))
+    return f"{size // 1024}kB"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -114,8 +159,6 @@ async def _session_settings(
 ) -> None:
     """Session settings for the build; the pool's reset (RESET ALL) undoes them on release."""
     if maintenance_work_mem is None:
-        # Enough for the graph (vectors plus 2*m neighbours per node) when the
-        # table is known, never below the server's setting, capped at 1 GB.
         row = await conn.fetchrow(
             "SELECT greatest(c.reltuples, 0)::float8 AS rows, "
             "(SELECT setting::bigint * 1024 FROM pg_settings "
@@ -124,10 +167,7 @@ async def _session_settings(
             qualified(spec.schema, spec.table),
         )
         assert row is not None  # noqa: S101 - the table exists
-        per_row = sum(4 * v.dim for v in spec.layout.vectors) + index.m * 2 * 8 + 96
-        wanted = int(row["rows"] * per_row * 1.3)
-        size = max(int(row["current"]), min(wanted, _DEFAULT_WORK_MEM_CAP))
-        maintenance_work_mem = f"{size // 1024}kB"
+        maintenance_work_mem = _graph_memory(spec, index.m, row["rows"], int(row["current"]))
     await conn.execute("SELECT set_config('maintenance_work_mem', $1, false)", maintenance_work_mem)
     if parallel_workers is None:
         parallel_workers = int(
@@ -137,15 +177,23 @@ async def _session_settings(
         "SELECT set_config('max_parallel_maintenance_workers', $1, false)", str(parallel_workers)
     )
     # A long build must not be cut by the pool's statement_timeout (0: no limit).
-    limit = "0" if timeout is None else f"{int(timeout * 1000)}ms"
-    await conn.execute("SELECT set_config('statement_timeout', $1, false)", limit)
+    await conn.execute("SELECT set_config('statement_timeout', $1, false)", _server_limit(timeout))
 
 
 async def _drop(
-    conn: AnyConnection, spec: CollectionSpec, name: str, *, concurrently: bool
+    conn: AnyConnection,
+    spec: CollectionSpec,
+    name: str,
+    *,
+    concurrently: bool,
+    timeout: float | None = None,
 ) -> None:
+    # DROP INDEX CONCURRENTLY waits for every transaction that could use the index.
     how = "CONCURRENTLY " if concurrently else ""
-    await conn.execute(f"DROP INDEX {how}IF EXISTS {qualified(spec.schema, name)}")
+    await conn.execute(
+        f"DROP INDEX {how}IF EXISTS {qualified(spec.schema, name)}",
+        timeout=statement_limit(timeout),
+    )
 
 
 async def build_hnsw(
@@ -198,12 +246,13 @@ async def _build_one(
 ) -> None:
     name = _ddl.hnsw_name(spec, vector)
     temp = _ddl.index_name(spec.table, vector.name, "hnsw_new")
+    limit = statement_limit(timeout)
     # A leftover from a build that failed or was interrupted: never valid to use.
-    await _drop(conn, spec, temp, concurrently=concurrently)
+    await _drop(conn, spec, temp, concurrently=concurrently, timeout=timeout)
     state = await _index_state(conn, spec, name)
     if state is False:
         logger.warning("dropping INVALID index %s.%s left by a failed build", spec.schema, name)
-        await _drop(conn, spec, name, concurrently=concurrently)
+        await _drop(conn, spec, name, concurrently=concurrently, timeout=timeout)
         state = None
     target = temp if state else name
     statement = _ddl.hnsw_index(spec, vector, name=target, concurrently=concurrently)
@@ -213,10 +262,10 @@ async def _build_one(
         poller = asyncio.create_task(_poll(db, conn.get_server_pid(), target, progress))
     try:
         if concurrently:
-            await conn.execute(statement, timeout=timeout)
+            await conn.execute(statement, timeout=limit)
         else:
             async with conn.transaction():
-                await conn.execute(statement, timeout=timeout)
+                await conn.execute(statement, timeout=limit)
     except BaseException:
         if concurrently:
             with contextlib.suppress(Exception):
@@ -228,20 +277,105 @@ async def _build_one(
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
     if await _index_state(conn, spec, target) is not True:
-        await _drop(conn, spec, target, concurrently=concurrently)
+        await _drop(conn, spec, target, concurrently=concurrently, timeout=timeout)
         raise DatabaseError(
             f"building index {target} on {spec.schema}.{spec.table} left it INVALID; it was "
             "dropped. Check the server log (out of memory or disk?), then call create_index() again"
         )
     if target != name:
         # Swap: the old index serves searches until the new one is valid.
-        await _drop(conn, spec, name, concurrently=concurrently)
+        await _drop(conn, spec, name, concurrently=concurrently, timeout=timeout)
         await conn.execute(
-            f"ALTER INDEX {qualified(spec.schema, target)} RENAME TO {quote_ident(name)}"
+            f"ALTER INDEX {qualified(spec.schema, target)} RENAME TO {quote_ident(name)}",
+            timeout=limit,
         )
     if progress is not None:
         await _report(progress, IndexProgress(name, "done"))
     logger.info("built %s on %s.%s", name, spec.schema, spec.table)
+
+
+_HNSW_INDEXES = """
+SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS definition
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indexrelid
+JOIN pg_am a ON a.oid = c.relam
+WHERE i.indrelid = to_regclass($1) AND a.amname = 'hnsw'
+ORDER BY c.relname
+"""
+
+
+async def hnsw_indexes(conn: AnyConnection, spec: CollectionSpec) -> list[tuple[str, str]]:
+    """The table's HNSW indexes: ``(name, CREATE INDEX statement)``, as the server has them.
+
+    Read from the catalog rather than from ``spec``, so that a rebuild keeps
+    exactly what exists (parameters changed by another process's
+    ``create_index()``, or an index added by a migration).
+    """
+    rows = await conn.fetch(_HNSW_INDEXES, qualified(spec.schema, spec.table))
+    return [(row["name"], row["definition"]) for row in rows]
+
+
+async def drop_indexes(
+    conn: AnyConnection,
+    spec: CollectionSpec,
+    indexes: list[tuple[str, str]],
+    *,
+    timeout: float | None,
+) -> None:
+    """Drop ``indexes`` inside the caller's transaction (ACCESS EXCLUSIVE until it ends)."""
+    for name, _ in indexes:
+        await conn.execute(
+            f"DROP INDEX {qualified(spec.schema, name)}", timeout=statement_limit(timeout)
+        )
+
+
+async def rebuild_indexes(
+    conn: AnyConnection,
+    spec: CollectionSpec,
+    indexes: list[tuple[str, str]],
+    *,
+    rows: int,
+    timeout: float | None,
+) -> None:
+    """Build ``indexes`` again after a load, inside the caller's transaction.
+
+    ``maintenance_work_mem`` is sized for ``rows`` as in `create_index`,
+    ``max_parallel_maintenance_workers`` is the server's ``max_parallel_workers``,
+    and ``statement_timeout`` is ``timeout`` (none when ``None``), all ``SET
+    LOCAL``: nothing outlives the transaction.
+    """
+    m = (spec.index or HNSW()).m
+    current = await conn.fetchval(
+        "SELECT setting::bigint * 1024 FROM pg_settings WHERE name = 'maintenance_work_mem'"
+    )
+    memory = _graph_memory(spec, m, rows, int(current))
+    await conn.execute(
+        "SELECT set_config('maintenance_work_mem', $1, true), "
+        "set_config('max_parallel_maintenance_workers', "
+        "current_setting('max_parallel_workers'), true), "
+        "set_config('statement_timeout', $2, true)",
+        memory,
+        _server_limit(timeout),
+    )
+    for name, definition in indexes:
+        logger.info(
+            "building %s on %s.%s after loading %d rows (maintenance_work_mem %s)",
+            name,
+            spec.schema,
+            spec.table,
+            rows,
+            memory,
+        )
+        started = time.perf_counter()
+        # The server's own pg_get_indexdef() text, not built from input.
+        await conn.execute(definition, timeout=statement_limit(timeout))
+        logger.info(
+            "built %s on %s.%s in %.1fs",
+            name,
+            spec.schema,
+            spec.table,
+            time.perf_counter() - started,
+        )
 
 
 async def save_index(conn: AnyConnection, spec: CollectionSpec) -> None:
