@@ -34,6 +34,11 @@ from ._search import (
     Plan,
     apply_settings,
     choose,
+    default_ef_search,
+    equality_field,
+    few_rows,
+    filter_key,
+    query_vector,
     search_sql,
     uses_index,
 )
@@ -150,20 +155,29 @@ class Collection(Generic[M]):
 
         Records are model instances or dicts. Each chunk of the input is
         validated before it is sent, then COPYed (binary) into a temporary table
-        and merged with one ``INSERT ... ON CONFLICT (id) DO UPDATE``. An id
-        given twice keeps its last record.
+        and merged with one ``INSERT ... ON CONFLICT (id) DO UPDATE``; into an
+        empty collection it is COPYed straight into the table instead (under a
+        lock that keeps other writers out until commit), and a first load of
+        5,000 rows or more drops the HNSW index and builds it again before the
+        commit. An id given twice keeps its last record.
 
         Args:
             records: An iterable or async iterable of records (a list, a generator...).
             batch_size: ``None`` (default): everything in one transaction, all
                 or nothing. A number: commit every ``batch_size`` records, so a
                 failure keeps the batches before it.
-            timeout: Seconds for each statement; default the pool's command timeout.
+            timeout: Seconds each statement of the write may take (a chunk's
+                COPY, the merge, an index rebuild); default no limit. The pool's
+                ``command_timeout`` does not apply, since a large merge or index
+                build can take minutes; ``PoolConfig.statement_timeout`` (server
+                side) still applies, except to an index rebuild.
 
         Raises:
             RecordValidationError: A record does not fit the model (``position``).
             DimensionMismatchError: A vector has the wrong length (``record_id``, ``position``).
             InvalidVectorError: A vector is empty, holds NaN/infinity, or is zero under cosine.
+            QueryTimeoutError: A statement took longer than ``timeout``; nothing
+                of the transaction was written.
             DatabaseError: The server refused the rows (a foreign key, for instance).
         """
         self._db._check_open()
@@ -180,7 +194,7 @@ class Collection(Generic[M]):
     ) -> int:
         """Insert new records; refuse ids that exist or repeat.
 
-        Same input and batching as `upsert`.
+        Same input, batching and ``timeout`` as `upsert`.
 
         Raises:
             DuplicateRecordError: Ids already in the collection or given twice
@@ -332,12 +346,31 @@ class Collection(Generic[M]):
         k: int,
         ef_search: int | None,
         exact: bool,
+        dim: int,
+        precise: bool = False,
     ) -> Plan:
+        """The strategy for a query; ``precise``: the planner's own estimate, never a bound."""
         has_index = self._spec.index is not None
         estimated = total = None
         if has_index and not exact and not compiled.matches_all:
-            first = compile_filter(where, self._fields, first_param=1)
-            estimated, total = await self._estimates.estimate(conn, self._spec, first)
+            key = filter_key(compiled)
+            estimates = self._estimates
+            with translating():
+                column = None if precise else equality_field(where, self._fields)
+                if column is not None and estimates.cached(key) is None:
+                    # An equality on a column where no value is estimated to match
+                    # more than a few rows: exact, whatever the value (no EXPLAIN).
+                    bound, total = await estimates.equality_bound(conn, self._spec, column)
+                    if bound is not None and few_rows(bound, total, dim):
+                        estimated = bound
+                if estimated is None:
+                    estimated, total = await estimates.estimate(
+                        conn,
+                        self._spec,
+                        key,
+                        # For the EXPLAIN of the filter alone: placeholders from $1.
+                        lambda: compile_filter(where, self._fields, first_param=1),
+                    )
         return choose(
             has_index=has_index,
             exact=exact,
@@ -347,6 +380,8 @@ class Collection(Generic[M]):
             iterative=self._iterative,
             estimated_rows=estimated,
             total_rows=total,
+            dim=dim,
+            default_ef_search=default_ef_search(self._db.pool_config.server_settings),
         )
 
     def _sql(self, vector: VectorSpec, compiled: CompiledFilter, plan: Plan, vectors: bool) -> str:
@@ -376,7 +411,9 @@ class Collection(Generic[M]):
             k: How many results (1..10000). Fewer only when fewer records match.
             where: A filter (see `docs/search.md`); ``None`` for all records.
             ef_search: HNSW's candidate list (1..1000); raised to at least ``k``.
-                Default: the server's setting (40) unfiltered, 200 under a filter.
+                Default: the connection's ``hnsw.ef_search`` (pgvector's 40, or
+                ``PoolConfig.server_settings``) unfiltered, 200 or more under a
+                filter (see `docs/search.md`).
             exact: Compare with every (matching) record instead of using the index.
             include_vectors: Fetch the vectors too; otherwise the records'
                 vector fields are ``None``.
@@ -390,10 +427,12 @@ class Collection(Generic[M]):
         """
         spec_v = self._vector_field(field)
         self._check_search(k, ef_search)
-        query = check_vectors([vector], self._spec, spec_v, queries=True)[0]
+        query = query_vector(vector, self._spec, spec_v)
         compiled = compile_filter(where, self._fields, first_param=3)
-        async with self._db.transaction(readonly=True) as conn:
-            plan = await self._plan(conn, where, compiled, k=k, ef_search=ef_search, exact=exact)
+        async with self._db.acquire() as conn:
+            plan = await self._plan(
+                conn, where, compiled, k=k, ef_search=ef_search, exact=exact, dim=spec_v.dim
+            )
             return await self._run(
                 conn,
                 query,
@@ -417,12 +456,21 @@ class Collection(Generic[M]):
         include_vectors: bool,
         timeout: float | None,
     ) -> list[Hit[M]]:
-        await apply_settings(conn, plan.settings)
         sql = self._sql(spec_v, compiled, plan, include_vectors)
-        rows = await conn.fetch(sql, query, k, *compiled.params, timeout=timeout)
+        with translating():
+            if plan.settings:
+                # SET LOCAL: the settings end with this transaction (BEGIN READ ONLY
+                # is one statement, like BEGIN).
+                async with conn.transaction(readonly=True):
+                    await apply_settings(conn, plan.settings)
+                    rows = await conn.fetch(sql, query, k, *compiled.params, timeout=timeout)
+            else:
+                # Nothing to set (unfiltered, default ef_search >= k): one statement,
+                # no transaction; see docs/search.md for what this assumes.
+                rows = await conn.fetch(sql, query, k, *compiled.params, timeout=timeout)
+        decode = self._codec.from_row
         return [
-            Hit(self._codec.from_row(row, with_vectors=include_vectors), float(row[DISTANCE]))
-            for row in rows
+            Hit(decode(row, with_vectors=include_vectors), float(row[DISTANCE])) for row in rows
         ]
 
     async def search_many(
@@ -456,12 +504,14 @@ class Collection(Generic[M]):
             "concurrency",
         )
         compiled = compile_filter(where, self._fields, first_param=3)
-        async with self._db.transaction(readonly=True) as conn:
-            plan = await self._plan(conn, where, compiled, k=k, ef_search=ef_search, exact=exact)
+        async with self._db.acquire() as conn:
+            plan = await self._plan(
+                conn, where, compiled, k=k, ef_search=ef_search, exact=exact, dim=spec_v.dim
+            )
         gate = asyncio.Semaphore(limit)
 
         async def one(query: npt.NDArray[np.float32]) -> list[Hit[M]]:
-            async with gate, self._db.transaction(readonly=True) as conn:
+            async with gate, self._db.acquire() as conn:
                 return await self._run(
                     conn,
                     query,
@@ -503,16 +553,28 @@ class Collection(Generic[M]):
         """
         spec_v = self._vector_field(field)
         self._check_search(k, ef_search)
-        query = check_vectors([vector], self._spec, spec_v, queries=True)[0]
+        query = query_vector(vector, self._spec, spec_v)
         compiled = compile_filter(where, self._fields, first_param=3)
         options = "ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON"
-        async with self._db.transaction(readonly=True) as conn:
-            plan = await self._plan(conn, where, compiled, k=k, ef_search=ef_search, exact=exact)
-            await apply_settings(conn, plan.settings)
-            sql = self._sql(spec_v, compiled, plan, vectors=False)
-            raw = await conn.fetchval(
-                f"EXPLAIN ({options}) {sql}", query, k, *compiled.params, timeout=timeout
+        async with self._db.acquire() as conn:
+            plan = await self._plan(
+                conn,
+                where,
+                compiled,
+                k=k,
+                ef_search=ef_search,
+                exact=exact,
+                dim=spec_v.dim,
+                precise=True,
             )
+            sql = self._sql(spec_v, compiled, plan, vectors=False)
+            with translating():
+                async with conn.transaction(readonly=True):
+                    if plan.settings:
+                        await apply_settings(conn, plan.settings)
+                    raw = await conn.fetchval(
+                        f"EXPLAIN ({options}) {sql}", query, k, *compiled.params, timeout=timeout
+                    )
         document = json.loads(raw) if isinstance(raw, str) else raw
         top: dict[str, Any] = document[0]
         return Explain(
@@ -558,7 +620,11 @@ class Collection(Generic[M]):
                 enough for the graph, from the server's setting up to 1 GB.
             parallel_workers: ``max_parallel_maintenance_workers``; default the
                 server's ``max_parallel_workers``.
-            timeout: Seconds the build may take; default no limit.
+            timeout: Seconds each statement of the build may take (the
+                ``CREATE INDEX``, the drop of an old or INVALID index, which
+                waits for running transactions), client and server side;
+                default no limit: neither the pool's ``command_timeout`` nor
+                ``PoolConfig.statement_timeout`` applies.
 
         Raises:
             DatabaseError: The build failed (its INVALID index was dropped).

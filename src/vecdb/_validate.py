@@ -3,13 +3,25 @@
 Vector checks run once per batch over a stacked float32 matrix (lengths,
 ``np.isfinite``, norms), not element by element in Python: for a 384-d batch
 they cost a few microseconds per record, next to pydantic's own validation.
+
+Rows read back come from the collection's own table, so their values were
+validated on the way in and have the column's type: a record is assembled
+from them directly (as ``model_construct`` would), converting only what the
+driver returns in another form (enum members, jsonb text). Models whose
+reading could differ from a full validation (validators, annotated types with
+their own schema) are validated as before.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import enum
 import json
-from collections.abc import Mapping, Sequence
-from typing import Any, Generic, TypeVar
+import typing
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, Literal, TypeVar
 
 import asyncpg
 import numpy as np
@@ -18,7 +30,7 @@ import pydantic
 import pydantic_core
 
 from ._errors import DimensionMismatchError, InvalidVectorError, RecordValidationError
-from ._record import Record, VectorSpec, _to_array
+from ._record import Record, VectorSpec, _strip_optional, _to_array
 from ._spec import CollectionSpec
 
 __all__ = ["HALF_MAX", "RecordCodec", "check_vectors"]
@@ -27,6 +39,13 @@ M = TypeVar("M", bound=Record)
 
 HALF_MAX = 65504.0  # the largest finite float16: halfvec cannot hold more
 _NO_VECTOR = np.empty(0, dtype=np.float32)
+
+# Field types whose column value (as asyncpg returns it) is exactly what
+# pydantic's validation would make of it: the value is kept as it comes.
+_AS_STORED: frozenset[Any] = frozenset(
+    {str, int, float, bool, dt.datetime, dt.date, uuid.UUID, list[str], list[int]}
+)
+_set = object.__setattr__  # what pydantic itself uses to fill a model without validation
 
 
 def _record_label(record_id: Any, position: int | None, query: bool) -> str:
@@ -145,6 +164,7 @@ class RecordCodec(Generic[M]):
         self.jsonb = frozenset(lay.jsonb_fields)
         id_type: Any = model.model_fields[lay.id.name].annotation
         self._id_adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(id_type)
+        self._fast = _row_decoder(model, spec)
 
     def validate(self, item: Any, position: int) -> M:
         """One input (a model instance or a dict) as a validated record."""
@@ -195,7 +215,44 @@ class RecordCodec(Generic[M]):
         return rows, ids
 
     def from_row(self, row: Mapping[str, Any] | asyncpg.Record, *, with_vectors: bool) -> M:
-        """A record from a table row; without vectors, vector fields hold ``None``."""
+        """A record from a table row; without vectors, vector fields hold ``None``.
+
+        The record equals what ``model_validate`` makes of the row (same field
+        values and types, same ``model_fields_set``); see the module docstring.
+        """
+        fast = self._fast
+        if fast is None:
+            return self._validate_row(row, with_vectors=with_vectors)
+        data = {name: row[name] for name in self.scalar_columns}
+        for name, convert in fast.converters:
+            value = data[name]
+            if value is not None:
+                data[name] = convert(value)
+        if with_vectors:
+            for name in fast.vectors:
+                value = row[name]
+                # The codec returns float32 arrays already; anything else is converted
+                # as the Vector type would convert it.
+                ok = type(value) is np.ndarray and value.dtype == np.float32 and value.ndim == 1
+                data[name] = value if ok else _to_array(value)
+            fields_set = set(fast.fields)
+        else:
+            for name in fast.vectors:
+                data[name] = None
+            fields_set = set(fast.scalar_fields)
+        if fast.order is not None:
+            data = {name: data[name] for name in fast.order}
+        record = self.model.__new__(self.model)
+        _set(record, "__dict__", data)
+        _set(record, "__pydantic_fields_set__", fields_set)
+        _set(record, "__pydantic_extra__", {} if fast.extra else None)
+        _set(record, "__pydantic_private__", None)
+        if fast.post_init:
+            record.model_post_init(None)
+        return record
+
+    def _validate_row(self, row: Mapping[str, Any] | asyncpg.Record, *, with_vectors: bool) -> M:
+        """`from_row` through full validation, for models `_row_decoder` does not take."""
         data = {c: row[c] for c in self.scalar_columns}
         for name in self.jsonb:
             if data[name] is not None:
@@ -228,3 +285,76 @@ class RecordCodec(Generic[M]):
                 f"({self.spec.layout.id.type.value}): {exc.errors()[0]['msg']}",
                 errors=exc.errors(include_url=False),
             ) from None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _RowDecoder:
+    """What `RecordCodec.from_row` needs to assemble a record without validation.
+
+    Attributes:
+        converters: ``(field, function)`` for fields whose non-NULL column value
+            must be converted (an enum from its value, jsonb text to its type).
+        vectors: The vector fields.
+        fields: Every field (``model_fields_set`` with vectors).
+        scalar_fields: Every field but the vectors (``model_fields_set`` without).
+        order: The model's field order, when the columns come in another one
+            (a vector field declared before scalar fields); ``None`` otherwise.
+        extra: ``extra="allow"``: validation leaves ``__pydantic_extra__ = {}``.
+        post_init: The model has ``model_post_init`` or private attributes.
+    """
+
+    converters: tuple[tuple[str, Callable[[Any], Any]], ...]
+    vectors: tuple[str, ...]
+    fields: frozenset[str]
+    scalar_fields: frozenset[str]
+    order: tuple[str, ...] | None
+    extra: bool
+    post_init: bool
+
+
+def _row_decoder(model: type[Record], spec: CollectionSpec) -> _RowDecoder | None:
+    """How to read ``model`` from its table without validation, or ``None`` if it may differ.
+
+    ``None`` (validate every row) when the model has validators of its own, or
+    a field whose type or annotations could transform a stored value.
+    """
+    decorators = model.__pydantic_decorators__
+    if (
+        decorators.validators
+        or decorators.field_validators
+        or decorators.root_validators
+        or decorators.model_validators
+        or model.__pydantic_root_model__
+    ):
+        return None
+    lay = spec.layout
+    vectors = tuple(v.name for v in lay.vectors)
+    converters: list[tuple[str, Callable[[Any], Any]]] = []
+    for name in (lay.id.name, *(f.name for f in lay.fields)):
+        info = model.model_fields[name]
+        if any(hasattr(m, "__get_pydantic_core_schema__") for m in info.metadata):
+            return None  # AfterValidator & co., or a type with its own schema
+        annotation, _ = _strip_optional(info.annotation)
+        origin = typing.get_origin(annotation)
+        if annotation in _AS_STORED or (
+            origin is Literal and all(type(a) in (str, int) for a in typing.get_args(annotation))
+        ):
+            continue
+        if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+            converters.append((name, annotation))
+        elif name in lay.jsonb_fields and typing.get_origin(annotation) is not typing.Annotated:
+            adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(annotation)
+            converters.append((name, adapter.validate_json))
+        else:
+            return None
+    columns = lay.columns
+    order = tuple(model.model_fields)
+    return _RowDecoder(
+        converters=tuple(converters),
+        vectors=vectors,
+        fields=frozenset(columns),
+        scalar_fields=frozenset(columns) - frozenset(vectors),
+        order=None if order == columns else order,
+        extra=model.model_config.get("extra") == "allow",
+        post_init=bool(model.__pydantic_post_init__),
+    )
