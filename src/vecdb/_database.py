@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import enum
@@ -291,7 +292,10 @@ class Database:
         try:
             with translating():
                 try:
-                    conn: PoolConnection = await self._pool.acquire(timeout=budget)
+                    # asyncio.timeout, not acquire(timeout=): asyncpg implements the
+                    # latter with wait_for, a task per acquire on the hot path.
+                    async with asyncio.timeout(budget):
+                        conn: PoolConnection = await self._pool.acquire()
                 except TimeoutError:
                     # Before translating(): a pool timeout is not a query timeout.
                     self._timeouts += 1
@@ -315,16 +319,15 @@ class Database:
     async def release(self, conn: PoolConnection) -> None:
         """Return a connection obtained with ``await db.acquire()``.
 
-        Shielded from cancellation, so a cancelled task still returns its
-        connection; a connection past ``max_lifetime`` is closed instead.
+        A cancelled task still returns its connection (asyncpg shields the
+        release); a connection past ``max_lifetime`` is closed instead.
         """
-        with anyio.CancelScope(shield=True):
-            lifetime = self._pool_config.max_lifetime
-            born = getattr(conn, "vecdb_born", None)
-            if lifetime is not None and born is not None and time.monotonic() - born > lifetime:
-                self._retired += 1
-                conn.terminate()
-            await self._pool.release(conn)
+        lifetime = self._pool_config.max_lifetime
+        born = getattr(conn, "vecdb_born", None)
+        if lifetime is not None and born is not None and time.monotonic() - born > lifetime:
+            self._retired += 1
+            conn.terminate()
+        await self._pool.release(conn)
 
     @contextlib.asynccontextmanager
     async def transaction(
