@@ -24,6 +24,8 @@ from vecdb._errors import FilterError
 from vecdb._filters import FIELD_OPERATORS, LOGICAL_OPERATORS, compile_filter
 from vecdb._sql import quote_ident
 
+from ._filter_table import DDL
+
 UTC = dt.UTC
 U1 = uuid.UUID("00000000-0000-4000-8000-000000000001")
 U2 = uuid.UUID("00000000-0000-4000-8000-000000000002")
@@ -44,21 +46,7 @@ FIELDS: dict[str, ColumnType] = {
 }
 FILTERABLE = sorted(name for name, ctype in FIELDS.items() if not ctype.is_vector)
 
-DDL = """
-CREATE TABLE t (
-    id bigint PRIMARY KEY,
-    name text COLLATE "C",
-    year bigint,
-    score double precision,
-    flag boolean,
-    ts timestamptz,
-    day date,
-    uid uuid,
-    tags text[],
-    nums bigint[],
-    meta jsonb
-)
-"""
+
 ROWS: list[tuple[Any, ...]] = [
     # id, name, year, score, flag, ts, day, uid, tags, nums, meta (json text)
     (1, "alpha", 9, 9.5, True, dt.datetime(2024, 1, 1, 10, tzinfo=UTC), dt.date(2024, 1, 1),

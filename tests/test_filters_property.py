@@ -26,6 +26,8 @@ from hypothesis import strategies as st
 from vecdb._columns import ColumnType
 from vecdb._filters import compile_filter
 
+from ._filter_table import DDL
+
 FIELDS: dict[str, ColumnType] = {
     "name": ColumnType.TEXT,
     "year": ColumnType.BIGINT,
@@ -40,22 +42,6 @@ FIELDS: dict[str, ColumnType] = {
 }
 NAMES = list(FIELDS)
 
-# Text compares in the "C" collation, i.e. by code point, as Python's str does.
-DDL = """
-CREATE TABLE t (
-    id bigint PRIMARY KEY,
-    name text COLLATE "C",
-    year bigint,
-    score double precision,
-    flag boolean,
-    ts timestamptz,
-    day date,
-    uid uuid,
-    tags text[],
-    nums bigint[],
-    meta jsonb
-)
-"""
 
 # --- the reference implementation -------------------------------------------------------------
 
