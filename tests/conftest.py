@@ -22,10 +22,17 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import hypothesis
 import pytest
 
 import vecdb
 from vecdb import _embedded
+
+# CI gates merges: there, property tests replay the same examples every run (a
+# failure is then reproducible from the log); locally they explore new ones.
+hypothesis.settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis.settings.load_profile("ci")
 
 _TEST_SERVER_SETTINGS = {
     # Durability buys nothing in a throw-away test cluster; turning it off makes
