@@ -14,7 +14,7 @@ import pydantic
 import pytest
 
 import vecdb
-from vecdb import _collection, _search
+from vecdb import _search, _searching
 from vecdb._columns import ColumnType
 from vecdb._filters import compile_filter
 from vecdb._spec import make_spec
@@ -168,13 +168,13 @@ async def test_the_unfiltered_fast_path_returns_what_the_transaction_path_return
     vectors, labels = clustered(2000, spread=0.7)
     c = await load(db, vectors, labels)
     applied: list[dict[str, str]] = []
-    real_apply = _collection.apply_settings
+    real_apply = _searching.apply_settings
 
     async def spy(conn: Any, settings: dict[str, str]) -> None:
         applied.append(dict(settings))
         await real_apply(conn, settings)
 
-    monkeypatch.setattr(_collection, "apply_settings", spy)
+    monkeypatch.setattr(_searching, "apply_settings", spy)
     for q in clustered(10, seed=9)[0]:
         fast = await c.search(q, k=10)
         assert applied == []  # no transaction, nothing set: one SELECT

@@ -9,7 +9,7 @@ Example:
 from __future__ import annotations
 
 from ._catalog import CollectionInfo
-from ._collection import Collection, Hit
+from ._collection import Collection
 from ._config import MigrationConfig, PoolConfig
 from ._connect import ConnectCall, connect
 from ._database import Database, Health, Migrations
@@ -45,6 +45,7 @@ from ._migrator import MigrationStatus
 from ._pool import PoolStats
 from ._record import Dim, Record, Vector
 from ._search import Explain
+from ._searching import Hit
 from ._spec import HNSW, ForeignKey, Metric, Storage
 from ._typing import Connection
 from ._version import __version__
