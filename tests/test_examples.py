@@ -47,3 +47,21 @@ def test_rag_ingest_runs_against_a_dsn(dsn: str) -> None:
     answers = [line.split("]")[0].split("[")[-1] for line in output.splitlines() if "  [" in line]
     assert answers[0::2] == ["espresso", "postgres", "bicycle", "tomatoes"]
     assert "its chunks went from 2 to 0" in output
+
+
+def test_the_readme_example_runs(dsn: str, tmp_path: Path) -> None:
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    script = tmp_path / "readme_example.py"
+    script.write_text(code)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "VECDB_DSN": dsn},
+    )
+    assert done.returncode == 0, done.stderr
+    # Only the 2021 chunk passes the year filter.
+    assert [line.split()[0] for line in done.stdout.splitlines()] == ["1"]
