@@ -79,6 +79,17 @@ def _check_int(value: Any, low: int, high: int, name: str) -> int:
     return value
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A search ready to run for any query vector: the statement and what goes with it."""
+
+    sql: str
+    params: tuple[Any, ...]  # after the query vector: k, then the filter's values
+    settings: Mapping[str, str]
+    include_vectors: bool
+    timeout: float | None
+
+
 class Searching(Generic[M]):
     """Vector search over a collection's table (mixed into `Collection`)."""
 
@@ -222,45 +233,38 @@ class Searching(Generic[M]):
             plan = await self._plan(
                 conn, where, compiled, k=k, ef_search=ef_search, exact=exact, dim=spec_v.dim
             )
-            return await self._run(
-                conn,
-                query,
-                k=k,
-                spec_v=spec_v,
-                compiled=compiled,
-                plan=plan,
-                include_vectors=include_vectors,
-                timeout=timeout,
-            )
+            prepared = self._prepare(spec_v, compiled, plan, k, include_vectors, timeout)
+            return await self._run(conn, query, prepared)
 
-    async def _run(
+    def _prepare(  # noqa: PLR0917 - private; the search's own arguments, in order
         self,
-        conn: AnyConnection,
-        query: npt.NDArray[np.float32],
-        *,
-        k: int,
         spec_v: VectorSpec,
         compiled: CompiledFilter,
         plan: Plan,
+        k: int,
         include_vectors: bool,
         timeout: float | None,
-    ) -> list[Hit[M]]:
+    ) -> _Prepared:
         sql = self._sql(spec_v, compiled, plan, include_vectors)
+        return _Prepared(sql, (k, *compiled.params), plan.settings, include_vectors, timeout)
+
+    async def _run(
+        self, conn: AnyConnection, query: npt.NDArray[np.float32], prepared: _Prepared
+    ) -> list[Hit[M]]:
+        sql, params, timeout = prepared.sql, prepared.params, prepared.timeout
         with translating():
-            if plan.settings:
+            if prepared.settings:
                 # SET LOCAL: the settings end with this transaction (BEGIN READ ONLY
                 # is one statement, like BEGIN).
                 async with conn.transaction(readonly=True):
-                    await apply_settings(conn, plan.settings)
-                    rows = await conn.fetch(sql, query, k, *compiled.params, timeout=timeout)
+                    await apply_settings(conn, prepared.settings)
+                    rows = await conn.fetch(sql, query, *params, timeout=timeout)
             else:
                 # Nothing to set (unfiltered, default ef_search >= k): one statement,
                 # no transaction; see docs/search.md for what this assumes.
-                rows = await conn.fetch(sql, query, k, *compiled.params, timeout=timeout)
-        decode = self._codec.from_row
-        return [
-            Hit(decode(row, with_vectors=include_vectors), float(row[DISTANCE])) for row in rows
-        ]
+                rows = await conn.fetch(sql, query, *params, timeout=timeout)
+        decode, vectors = self._codec.from_row, prepared.include_vectors
+        return [Hit(decode(row, with_vectors=vectors), float(row[DISTANCE])) for row in rows]
 
     async def search_many(
         self,
@@ -297,20 +301,12 @@ class Searching(Generic[M]):
             plan = await self._plan(
                 conn, where, compiled, k=k, ef_search=ef_search, exact=exact, dim=spec_v.dim
             )
+        prepared = self._prepare(spec_v, compiled, plan, k, include_vectors, timeout)
         gate = asyncio.Semaphore(limit)
 
         async def one(query: npt.NDArray[np.float32]) -> list[Hit[M]]:
             async with gate, self._db.acquire() as conn:
-                return await self._run(
-                    conn,
-                    query,
-                    k=k,
-                    spec_v=spec_v,
-                    compiled=compiled,
-                    plan=plan,
-                    include_vectors=include_vectors,
-                    timeout=timeout,
-                )
+                return await self._run(conn, query, prepared)
 
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(one(q)) for q in queries]
