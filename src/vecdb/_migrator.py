@@ -89,6 +89,14 @@ def _status(spec: MigrationSpec, row: AppliedRow | None) -> MigrationStatus:
     )
 
 
+def _check_to(source: Source, to: int, *, lowest: int) -> None:
+    if not lowest <= to <= source.head:
+        raise ConfigError(
+            f"to={to} is outside source {source.name!r}'s versions {lowest}..{source.head}",
+            setting="to",
+        )
+
+
 class Migrator:
     """Runs migrations for a set of sources against one database.
 
@@ -221,11 +229,8 @@ class Migrator:
         limits: dict[str, int] = {name: self._sources[name].head for name in names}
         if source is not None or to is not None:
             target = self._resolve_source(source)
-            if to is not None and not 0 <= to <= target.head:
-                raise ConfigError(
-                    f"to={to} is outside source {target.name!r}'s versions 0..{target.head}",
-                    setting="to",
-                )
+            if to is not None:
+                _check_to(target, to, lowest=0)
             names = names[: names.index(target.name) + 1]
             limits[target.name] = target.head if to is None else to
         pending = []
@@ -338,11 +343,7 @@ class Migrator:
                 raised before anything changes.
         """
         target = self._resolve_source(source, for_rollback=True)
-        if not 0 <= to <= target.head:
-            raise ConfigError(
-                f"to={to} is outside source {target.name!r}'s versions 0..{target.head}",
-                setting="to",
-            )
+        _check_to(target, to, lowest=0)
         async with self._session() as conn, self._locked(conn) as state:
             self._guard(state)
             path = [target.get(v) for v in range(target.head, to, -1) if (target.name, v) in state]
@@ -397,11 +398,7 @@ class Migrator:
         For a database whose schema was created before it used vecdb migrations.
         """
         target = self._resolve_source(source)
-        if not 1 <= to <= target.head:
-            raise ConfigError(
-                f"to={to} is outside source {target.name!r}'s versions 1..{target.head}",
-                setting="to",
-            )
+        _check_to(target, to, lowest=1)
         marked: list[MigrationSpec] = []
         async with self._session() as conn, self._locked(conn) as state:
             for spec in target.migrations[:to]:
