@@ -91,7 +91,7 @@ def wait_stopped(data_dir: Path, timeout: float = 30.0) -> None:
 
 def start_embedded(data_dir: Path) -> str:
     """Start (or reuse) the embedded server on ``data_dir``; return its DSN."""
-    from vecdb import _embedded  # noqa: PLC0415 - see the module docstring
+    from vecdb._server import embedded as _embedded  # noqa: PLC0415 - see the module docstring
 
     return _embedded.start(data_dir).dsn
 

@@ -22,7 +22,7 @@ Parts (each prints one table, in Markdown):
    (server found running, schema at head); *restart*: the holder exits, which
    stops the server (the wheel stops it when its last process exits), then a
    new process connects again (start on the kept directory). Times are taken
-   inside each process; ``embedded start`` is the ``vecdb._embedded.start``
+   inside each process; ``embedded start`` is the ``vecdb._server.embedded.start``
    call inside ``connect()``; ``process`` is spawn-to-connected, including
    the interpreter and ``import vecdb``.
 2. ``vecdb.connect(dsn)`` on a database already at head versus a bare
@@ -85,7 +85,7 @@ def _child_main(argv: list[str]) -> None:
     t_import = time.perf_counter()
     warnings.simplefilter("ignore")
     import vecdb  # noqa: PLC0415 - imported here so that its import is timed
-    from vecdb import _embedded  # noqa: PLC0415 - ditto
+    from vecdb._server import embedded as _embedded  # noqa: PLC0415 - ditto
 
     import_s = time.perf_counter() - t_import
     timings: dict[str, float] = {}

@@ -26,7 +26,7 @@ import hypothesis
 import pytest
 
 import vecdb
-from vecdb import _embedded
+from vecdb._server import embedded as _embedded
 
 # CI gates merges: there, property tests replay the same examples every run (a
 # failure is then reproducible from the log); locally they explore new ones.

@@ -19,10 +19,10 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from vecdb._columns import ColumnType
 from vecdb._errors import FilterError
-from vecdb._filters import FIELD_OPERATORS, LOGICAL_OPERATORS, compile_filter
-from vecdb._sql import quote_ident
+from vecdb._identifiers import quote_ident
+from vecdb._schema.columns import ColumnType
+from vecdb._search.filters import FIELD_OPERATORS, LOGICAL_OPERATORS, compile_filter
 
 from ._filter_table import DDL
 

@@ -4,7 +4,7 @@ A seeded table of rows (every column NULL a quarter of the time) is written once
 Hypothesis then draws filters over every operator, nested with $and/$or/$not.
 Each filter is compiled, run on the real table, and the ids it finds compared
 with `evaluate_filter`, a direct reading of the semantics documented in
-``vecdb._filters``. Values come mostly from the table's own small pools, so
+``vecdb._search.filters``. Values come mostly from the table's own small pools, so
 that equalities, ranges and containment match often.
 """
 
@@ -23,8 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vecdb._columns import ColumnType
-from vecdb._filters import compile_filter
+from vecdb._schema.columns import ColumnType
+from vecdb._search.filters import compile_filter
 
 from ._filter_table import DDL
 
@@ -49,7 +49,7 @@ NAMES = list(FIELDS)
 def evaluate_filter(
     where: Mapping[str, Any] | None, row: Mapping[str, Any], fields: Mapping[str, ColumnType]
 ) -> bool:
-    """Whether ``row`` matches ``where``, by the semantics in the ``vecdb._filters`` docstring."""
+    """Whether ``row`` matches ``where``, by the semantics in ``vecdb._search.filters``."""
     return not where or _document(where, row, fields)
 
 

@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 import vecdb
-from vecdb import _lock
+from vecdb._migrate import lock as _lock
 
 from .conftest import PackageWriter
 

@@ -12,8 +12,8 @@ import pydantic
 import pytest
 
 import vecdb
-from vecdb._columns import ColumnType
-from vecdb._record import layout
+from vecdb._schema.columns import ColumnType
+from vecdb._schema.record import layout
 
 
 class Nested(pydantic.BaseModel):

@@ -14,11 +14,12 @@ import pydantic
 import pytest
 
 import vecdb
-from vecdb import _search, _searching
-from vecdb._columns import ColumnType
-from vecdb._filters import compile_filter
-from vecdb._spec import make_spec
-from vecdb._validate import check_vectors
+from vecdb._schema.columns import ColumnType
+from vecdb._schema.rows import check_vectors
+from vecdb._schema.spec import make_spec
+from vecdb._search import planner as _search
+from vecdb._search import searcher as _searching
+from vecdb._search.filters import compile_filter
 
 DIM = 16
 METRICS = ["cosine", "l2", "inner_product", "l1"]

@@ -95,7 +95,7 @@ async def test_the_last_record_of_a_repeated_id_wins(items: vecdb.Collection[Ite
 async def test_repeated_id_across_chunks_keeps_the_last(
     items: vecdb.Collection[Item], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("vecdb._writer.WRITE_CHUNK", 3)
+    monkeypatch.setattr("vecdb._collections.writer.WRITE_CHUNK", 3)
     records = [item(i) for i in range(5)] + [item(1, team="last")]
     assert await items.upsert(records) == 5
     got = await items.get(1)
@@ -436,7 +436,7 @@ async def test_straight_copy_and_merge_store_the_same_rows(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr("vecdb._writer.WRITE_CHUNK", 3)
+    monkeypatch.setattr("vecdb._collections.writer.WRITE_CHUNK", 3)
     merged = await db.collection("merged", Item, dim=DIM, filterable=("team", "year"))
     await merged.upsert([item(10_000)])  # not empty: merged through the staging table
     with caplog.at_level(logging.DEBUG, logger="vecdb.collections"):
@@ -464,7 +464,7 @@ async def test_batches_after_the_first_are_merged(
 async def test_insert_of_ids_repeated_across_chunks_writes_nothing_into_an_empty_collection(
     items: vecdb.Collection[Item], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("vecdb._writer.WRITE_CHUNK", 2)
+    monkeypatch.setattr("vecdb._collections.writer.WRITE_CHUNK", 2)
     with pytest.raises(vecdb.DuplicateRecordError) as info:
         await items.insert([item(1), item(2), item(3), item(1)])
     assert info.value.ids == (1,)
@@ -522,8 +522,8 @@ async def test_insert_refuses_an_id_committed_while_it_waits_for_its_lock(
 @pytest.fixture
 def small_loads(monkeypatch: pytest.MonkeyPatch) -> int:
     """ "Large" first loads from 500 rows, in chunks of 200; returns the threshold."""
-    monkeypatch.setattr("vecdb._writer.REBUILD_MIN_ROWS", 500)
-    monkeypatch.setattr("vecdb._writer.WRITE_CHUNK", 200)
+    monkeypatch.setattr("vecdb._collections.writer.REBUILD_MIN_ROWS", 500)
+    monkeypatch.setattr("vecdb._collections.writer.WRITE_CHUNK", 200)
     return 500
 
 

@@ -8,12 +8,10 @@ Example:
 
 from __future__ import annotations
 
-from ._catalog import CollectionInfo
-from ._collection import Collection
+from ._collections.catalog import CollectionInfo
+from ._collections.collection import Collection
+from ._collections.indexing import IndexProgress
 from ._config import MigrationConfig, PoolConfig
-from ._connect import ConnectCall, connect
-from ._database import Database, Health, Migrations
-from ._embedded import EmbeddedServer
 from ._errors import (
     CollectionNotFoundError,
     ConfigError,
@@ -38,15 +36,17 @@ from ._errors import (
     SchemaTooNewError,
     VecdbError,
 )
-from ._history import HistoryEvent
-from ._indexing import IndexProgress
-from ._migration import Migration
-from ._migrator import MigrationStatus
-from ._pool import PoolStats
-from ._record import Dim, Record, Vector
-from ._search import Explain
-from ._searching import Hit
-from ._spec import HNSW, ForeignKey, Metric, Storage
+from ._migrate.base import Migration
+from ._migrate.engine import MigrationStatus
+from ._migrate.state import HistoryEvent
+from ._schema.record import Dim, Record, Vector
+from ._schema.spec import HNSW, ForeignKey, Metric, Storage
+from ._search.planner import Explain
+from ._search.searcher import Hit
+from ._server.connect import ConnectCall, connect
+from ._server.database import Database, Health, Migrations
+from ._server.embedded import EmbeddedServer
+from ._server.pool import PoolStats
 from ._typing import Connection
 from ._version import __version__
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from vecdb._errors import MigrationError
-from vecdb._migration import Migration
+from vecdb._migrate.base import Migration
 from vecdb._typing import Connection
 
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import anyio
 
-from ._errors import MigrationLockTimeout
-from ._typing import Connection
+from .._errors import MigrationLockTimeout
+from .._typing import Connection
 
 __all__ = ["LOCK_KEY", "acquire", "holder", "release"]
 

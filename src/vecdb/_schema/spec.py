@@ -12,10 +12,10 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, Self, get_args
 
-from ._columns import ColumnType
-from ._errors import ConfigError
-from ._record import FieldSpec, Layout, Record, VectorSpec, layout
-from ._sql import validate_identifier
+from .._errors import ConfigError
+from .._identifiers import validate_identifier
+from .columns import ColumnType
+from .record import FieldSpec, Layout, Record, VectorSpec, layout
 
 __all__ = [
     "HNSW",

@@ -13,9 +13,9 @@ from typing import Any
 
 import asyncpg
 
-from . import _codecs
-from ._config import PoolConfig
-from ._typing import Connection, Pool
+from .._config import PoolConfig
+from .._typing import Connection, Pool
+from . import codecs as _codecs
 
 __all__ = ["PoolStats", "PooledConnection", "create_pool", "server_settings"]
 

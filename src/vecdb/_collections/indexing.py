@@ -29,14 +29,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from . import _ddl
-from ._errors import DatabaseError, translating
-from ._spec import HNSW, CollectionSpec
-from ._sql import qualified, quote_ident
-from ._typing import AnyConnection
+from .._errors import DatabaseError, translating
+from .._identifiers import qualified, quote_ident
+from .._schema import ddl as _ddl
+from .._schema.spec import HNSW, CollectionSpec
+from .._typing import AnyConnection
 
 if TYPE_CHECKING:
-    from ._database import Database
+    from .._server.database import Database
 
 __all__ = [
     "NO_LIMIT",

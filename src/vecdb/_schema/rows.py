@@ -29,9 +29,9 @@ import numpy.typing as npt
 import pydantic
 import pydantic_core
 
-from ._errors import DimensionMismatchError, InvalidVectorError, RecordValidationError
-from ._record import Record, VectorSpec, _strip_optional, _to_array
-from ._spec import CollectionSpec
+from .._errors import DimensionMismatchError, InvalidVectorError, RecordValidationError
+from .record import Record, VectorSpec, _strip_optional, _to_array
+from .spec import CollectionSpec
 
 __all__ = ["HALF_MAX", "RecordCodec", "check_vectors"]
 

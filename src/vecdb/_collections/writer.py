@@ -25,16 +25,22 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import _indexing
-from ._errors import ConfigError, DatabaseError, DuplicateRecordError, LockTimeoutError, translating
-from ._record import Record
-from ._spec import CollectionSpec
-from ._sql import qualified, quote_ident
-from ._typing import AnyConnection
-from ._validate import RecordCodec
+from .._errors import (
+    ConfigError,
+    DatabaseError,
+    DuplicateRecordError,
+    LockTimeoutError,
+    translating,
+)
+from .._identifiers import qualified, quote_ident
+from .._schema.record import Record
+from .._schema.rows import RecordCodec
+from .._schema.spec import CollectionSpec
+from .._typing import AnyConnection
+from . import indexing as _indexing
 
 if TYPE_CHECKING:
-    from ._database import Database
+    from .._server.database import Database
 
 __all__ = ["REBUILD_MIN_ROWS", "WRITE_CHUNK", "Writer", "affected"]
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._typing import Connection
+from .._typing import Connection
 
 __all__ = ["decode_halfvec", "decode_vector", "encode_halfvec", "encode_vector", "register"]
 

@@ -18,13 +18,13 @@ from typing import Any
 
 import asyncpg
 
-from . import _ddl
-from ._errors import CollectionNotFoundError, ConfigError, MigrationError, SchemaMismatchError
-from ._record import FieldSpec
-from ._spec import CollectionSpec, diff
-from ._sql import qualified, quote_ident
-from ._typing import AnyConnection
-from ._version import __version__
+from .._errors import CollectionNotFoundError, ConfigError, MigrationError, SchemaMismatchError
+from .._identifiers import qualified, quote_ident
+from .._schema import ddl as _ddl
+from .._schema.record import FieldSpec
+from .._schema.spec import CollectionSpec, diff
+from .._typing import AnyConnection
+from .._version import __version__
 
 __all__ = ["CollectionInfo", "drop", "list_all", "load", "open_or_create"]
 

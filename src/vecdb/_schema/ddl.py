@@ -12,10 +12,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
-from ._columns import ColumnType
-from ._record import FieldSpec, VectorSpec
-from ._spec import CollectionSpec
-from ._sql import qualified, quote_ident
+from .._identifiers import qualified, quote_ident
+from .columns import ColumnType
+from .record import FieldSpec, VectorSpec
+from .spec import CollectionSpec
 
 __all__ = [
     "OPERATORS",

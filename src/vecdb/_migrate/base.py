@@ -17,7 +17,7 @@ import types
 import weakref
 from typing import Any, ClassVar
 
-from ._typing import Connection
+from .._typing import Connection
 
 __all__ = ["Migration", "checksum", "describe", "is_reversible"]
 

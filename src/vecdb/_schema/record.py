@@ -30,9 +30,9 @@ import numpy.typing as npt
 import pydantic
 from pydantic_core import core_schema
 
-from ._columns import ColumnType
-from ._errors import ConfigError
-from ._sql import validate_identifier
+from .._errors import ConfigError
+from .._identifiers import validate_identifier
+from .columns import ColumnType
 
 __all__ = [
     "MAX_DIM",

@@ -1,7 +1,7 @@
 """The migration engine: status, plan, upgrade, rollback, repair, baseline, history.
 
 Every operation works on a dedicated connection (never a pooled one, see
-`_lock`). Changes run under the migration lock; the read-only fast path —
+`lock`). Changes run under the migration lock; the read-only fast path —
 everything already at head — takes no lock at all, and after the lock is
 taken the state is read again, since another process may have migrated while
 we waited.
@@ -19,9 +19,8 @@ from typing import Any, Literal
 import anyio
 import asyncpg
 
-from . import _history, _lock, _steps
-from ._config import MigrationConfig
-from ._errors import (
+from .._config import MigrationConfig
+from .._errors import (
     ConfigError,
     IrreversibleMigrationError,
     MigrationDriftError,
@@ -29,9 +28,12 @@ from ._errors import (
     PendingMigrationsError,
     SchemaTooNewError,
 )
-from ._history import AppliedRow, HistoryEvent
-from ._sources import BUNDLED_SOURCE, MigrationSpec, Source
-from ._typing import Connection
+from .._typing import Connection
+from . import lock as _lock
+from . import state as _history
+from . import steps as _steps
+from .sources import BUNDLED_SOURCE, MigrationSpec, Source
+from .state import AppliedRow, HistoryEvent
 
 __all__ = ["MigrationStatus", "Migrator"]
 

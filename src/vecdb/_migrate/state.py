@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import asyncpg
 
-from ._typing import Connection
+from .._typing import Connection
 
 __all__ = [
     "AppliedRow",

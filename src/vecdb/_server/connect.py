@@ -12,15 +12,15 @@ from typing import Any, Literal
 import anyio
 import asyncpg
 
-from . import _embedded
-from ._config import MigrationConfig, PoolConfig, env_str, redact_dsn
-from ._database import Database
-from ._errors import ConfigError, ConnectError, translate
-from ._migration import Migration
-from ._migrator import Migrator
-from ._pool import create_pool
-from ._sources import load_sources
-from ._typing import Connection
+from .._config import MigrationConfig, PoolConfig, env_str, redact_dsn
+from .._errors import ConfigError, ConnectError, translate
+from .._migrate.base import Migration
+from .._migrate.engine import Migrator
+from .._migrate.sources import load_sources
+from .._typing import Connection
+from . import embedded as _embedded
+from .database import Database
+from .pool import create_pool
 
 __all__ = ["ConnectCall", "connect", "open_connection"]
 

@@ -12,12 +12,13 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
 
-from . import _catalog, _indexing
-from ._cli_output import Outcome, table
-from ._database import Database
-from ._errors import CollectionNotFoundError
-from ._indexing import IndexProgress
-from ._spec import HNSW
+from .._collections import catalog as _catalog
+from .._collections import indexing as _indexing
+from .._collections.indexing import IndexProgress
+from .._errors import CollectionNotFoundError
+from .._schema.spec import HNSW
+from .._server.database import Database
+from .output import Outcome, table
 
 __all__ = ["ProgressBar", "add_commands"]
 

@@ -2,7 +2,7 @@
 
 `Collection` inherits these methods; they live here so that each module
 stays one idea: writing and managing a collection there, searching it here.
-The strategy itself (which plan, which settings, which SQL) is `_search`.
+The strategy itself (which plan, which settings, which SQL) is `planner`.
 """
 
 from __future__ import annotations
@@ -16,11 +16,14 @@ from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from ._ddl import hnsw_name
-from ._errors import ConfigError, translating
-from ._filters import CompiledFilter, compile_filter
-from ._record import Record, VectorSpec
-from ._search import (
+from .._errors import ConfigError, translating
+from .._schema.ddl import hnsw_name
+from .._schema.record import Record, VectorSpec
+from .._schema.rows import RecordCodec, check_vectors
+from .._schema.spec import CollectionSpec
+from .._typing import AnyConnection
+from .filters import CompiledFilter, compile_filter
+from .planner import (
     DISTANCE,
     EF_SEARCH_MAX,
     EstimateCache,
@@ -36,13 +39,10 @@ from ._search import (
     search_sql,
     uses_index,
 )
-from ._spec import CollectionSpec
-from ._typing import AnyConnection
-from ._validate import RecordCodec, check_vectors
 
 if TYPE_CHECKING:
-    from ._columns import ColumnType
-    from ._database import Database
+    from .._schema.columns import ColumnType
+    from .._server.database import Database
 
 __all__ = ["MAX_K", "Hit", "Searching"]
 

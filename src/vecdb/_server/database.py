@@ -14,20 +14,20 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 import anyio
 
-from . import _collection
-from ._catalog import CollectionInfo
-from ._collection import DEFAULT_INDEX, Collection, M
-from ._config import redact_dsn
-from ._errors import DatabaseClosedError, PoolTimeoutError, translating
-from ._history import HistoryEvent
-from ._migrator import MigrationStatus, Migrator
-from ._pool import PoolStats
-from ._spec import HNSW, ForeignKey, Metric, Storage
-from ._typing import Pool, PoolConnection
+from .._collections import collection as _collection
+from .._collections.catalog import CollectionInfo
+from .._collections.collection import DEFAULT_INDEX, Collection, M
+from .._config import redact_dsn
+from .._errors import DatabaseClosedError, PoolTimeoutError, translating
+from .._migrate.engine import MigrationStatus, Migrator
+from .._migrate.state import HistoryEvent
+from .._schema.spec import HNSW, ForeignKey, Metric, Storage
+from .._typing import Pool, PoolConnection
+from .pool import PoolStats
 
 if TYPE_CHECKING:
-    from ._config import PoolConfig
-    from ._embedded import EmbeddedServer
+    from .._config import PoolConfig
+    from .embedded import EmbeddedServer
 
 __all__ = ["Database", "Health", "Migrations"]
 

@@ -16,13 +16,13 @@ from typing import Any, Literal
 import anyio
 import asyncpg
 
-from . import _history
-from ._config import MigrationConfig
-from ._errors import MigrationError, translate
-from ._history import AppliedRow, EventKind
-from ._sources import MigrationSpec
-from ._typing import Connection
-from ._version import __version__
+from .._config import MigrationConfig
+from .._errors import MigrationError, translate
+from .._typing import Connection
+from .._version import __version__
+from . import state as _history
+from .sources import MigrationSpec
+from .state import AppliedRow, EventKind
 
 __all__ = ["INVALID_INDEXES", "Direction", "mark_applied", "record", "run", "set_state"]
 

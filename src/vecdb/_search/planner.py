@@ -40,14 +40,14 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from ._columns import ColumnType
-from ._ddl import OPERATORS
-from ._filters import CompiledFilter
-from ._record import VectorSpec
-from ._spec import CollectionSpec
-from ._sql import qualified, quote_ident
-from ._typing import AnyConnection
-from ._validate import HALF_MAX, check_vectors
+from .._identifiers import qualified, quote_ident
+from .._schema.columns import ColumnType
+from .._schema.ddl import OPERATORS
+from .._schema.record import VectorSpec
+from .._schema.rows import HALF_MAX, check_vectors
+from .._schema.spec import CollectionSpec
+from .._typing import AnyConnection
+from .filters import CompiledFilter
 
 __all__ = [
     "DISTANCE",

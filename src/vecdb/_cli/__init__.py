@@ -31,8 +31,15 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from . import _cli_collections
-from ._cli_output import (
+from .._config import PoolConfig
+from .._errors import VecdbError
+from .._migrate.engine import MigrationStatus
+from .._migrate.state import HistoryEvent
+from .._server.connect import connect
+from .._server.database import Database
+from .._version import __version__
+from . import collections as _cli_collections
+from .output import (
     EXIT_CHECK_FAILED,
     EXIT_ERROR,
     EXIT_OK,
@@ -43,13 +50,6 @@ from ._cli_output import (
     to_json,
     when,
 )
-from ._config import PoolConfig
-from ._connect import connect
-from ._database import Database
-from ._errors import VecdbError
-from ._history import HistoryEvent
-from ._migrator import MigrationStatus
-from ._version import __version__
 
 __all__ = ["main"]
 

@@ -16,8 +16,8 @@ import types
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from ._errors import MigrationChainError
-from ._migration import Migration, checksum, describe, is_reversible
+from .._errors import MigrationChainError
+from .base import Migration, checksum, describe, is_reversible
 
 __all__ = ["BUNDLED_SOURCE", "MigrationSpec", "Source", "load_sources"]
 

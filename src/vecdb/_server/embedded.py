@@ -19,8 +19,8 @@ from typing import Any
 import fasteners
 import platformdirs
 
-from ._config import env_str
-from ._errors import ConfigError
+from .._config import env_str
+from .._errors import ConfigError
 
 __all__ = ["EmbeddedServer", "default_data_dir", "start"]
 

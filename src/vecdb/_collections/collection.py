@@ -13,26 +13,28 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import numpy.typing as npt
 
-from . import _catalog, _indexing, _spec
-from ._errors import (
+from .._errors import (
     ConfigError,
     FilterError,
     translating,
 )
-from ._filters import compile_filter
-from ._indexing import ProgressCallback
-from ._record import Record
-from ._search import (
+from .._identifiers import qualified, quote_ident
+from .._schema import spec as _spec
+from .._schema.record import Record
+from .._schema.rows import RecordCodec
+from .._schema.spec import HNSW, CollectionSpec, ForeignKey, Metric, Storage
+from .._search.filters import compile_filter
+from .._search.planner import (
     EstimateCache,
 )
-from ._searching import Hit, Searching
-from ._spec import HNSW, CollectionSpec, ForeignKey, Metric, Storage
-from ._sql import qualified, quote_ident
-from ._validate import RecordCodec
-from ._writer import Writer, affected
+from .._search.searcher import Hit, Searching
+from . import catalog as _catalog
+from . import indexing as _indexing
+from .indexing import ProgressCallback
+from .writer import Writer, affected
 
 if TYPE_CHECKING:
-    from ._database import Database
+    from .._server.database import Database
 
 __all__ = ["DEFAULT_INDEX", "Collection", "Hit", "open_collection"]
 

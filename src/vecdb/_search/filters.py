@@ -54,9 +54,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._columns import ColumnType
-from ._errors import FilterError
-from ._sql import quote_ident
+from .._errors import FilterError
+from .._identifiers import quote_ident
+from .._schema.columns import ColumnType
 
 __all__ = ["FIELD_OPERATORS", "LOGICAL_OPERATORS", "CompiledFilter", "compile_filter"]
 

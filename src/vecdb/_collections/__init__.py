@@ -1,0 +1,1 @@
+"""Collections: the typed table API, its catalog, writes and index builds."""

@@ -1,0 +1,1 @@
+"""The migration engine: migration classes, sources, state, lock and steps."""

@@ -1,0 +1,1 @@
+"""What a collection is: records, column types, the spec, DDL and row codecs."""

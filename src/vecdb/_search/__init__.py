@@ -1,0 +1,1 @@
+"""Search: filters, the strategy planner, statements and the searcher."""

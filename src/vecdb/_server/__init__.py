@@ -1,0 +1,1 @@
+"""The server side: connecting, the pool, the embedded server, wire codecs."""
