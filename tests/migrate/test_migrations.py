@@ -8,7 +8,7 @@ import pytest
 import vecdb
 from vecdb._migrate import lock as _lock
 
-from .conftest import PackageWriter
+from ..conftest import PackageWriter
 
 FAST = vecdb.MigrationConfig(lock_wait=5, ddl_lock_timeout=1, ddl_retries=0)
 

@@ -18,7 +18,7 @@ import pytest
 import vecdb
 from vecdb._migrate import lock as _lock
 
-from .conftest import PackageWriter
+from ..conftest import PackageWriter
 
 SLOW = """
 import os
