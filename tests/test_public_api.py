@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
+import traceback
 
 import vecdb
 
@@ -38,3 +40,34 @@ def test_every_error_derives_from_the_one_base() -> None:
 
 def test_version_comes_from_package_metadata() -> None:
     assert vecdb.__version__ == importlib.metadata.version("vecdb")
+
+
+def test_public_classes_and_functions_read_as_vecdb() -> None:
+    own = [
+        name
+        for name in vecdb.__all__
+        if (inspect.isclass(obj := getattr(vecdb, name)) or inspect.isfunction(obj))
+        and obj.__module__.split(".")[0] == "vecdb"
+    ]
+    assert "ConfigError" in own
+    assert "connect" in own
+    assert [n for n in own if getattr(vecdb, n).__module__ != "vecdb"] == []
+
+
+def test_a_traceback_names_the_public_class() -> None:
+    line = traceback.format_exception_only(vecdb.ConfigError("bad"))[-1]
+    assert line.startswith("vecdb.ConfigError: bad")
+
+
+def test_every_timeout_is_a_vecdb_timeout_error() -> None:
+    timeouts = [
+        vecdb.PoolTimeoutError,
+        vecdb.QueryTimeoutError,
+        vecdb.LockTimeoutError,
+        vecdb.MigrationLockTimeout,
+    ]
+    assert all(issubclass(cls, vecdb.TimeoutError) for cls in timeouts)
+    # Not Python's TimeoutError (an OSError): cleanup code catching OSError must not eat it.
+    assert not issubclass(vecdb.TimeoutError, OSError)
+    assert issubclass(vecdb.QueryTimeoutError, vecdb.DatabaseError)
+    assert issubclass(vecdb.MigrationLockTimeout, vecdb.MigrationError)

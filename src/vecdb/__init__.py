@@ -8,6 +8,8 @@ Example:
 
 from __future__ import annotations
 
+import inspect
+
 from ._collections.catalog import CollectionInfo
 from ._collections.collection import Collection
 from ._collections.indexing import IndexProgress
@@ -34,6 +36,7 @@ from ._errors import (
     RecordValidationError,
     SchemaMismatchError,
     SchemaTooNewError,
+    TimeoutError,
     VecdbError,
 )
 from ._migrate.base import Migration
@@ -41,8 +44,7 @@ from ._migrate.engine import MigrationStatus
 from ._migrate.state import HistoryEvent
 from ._schema.record import Dim, Record, Vector
 from ._schema.spec import HNSW, ForeignKey, Metric, Storage
-from ._search.planner import Explain
-from ._search.searcher import Hit
+from ._search.searcher import Explain, Hit
 from ._server.connect import ConnectCall, connect
 from ._server.database import Database, Health, Migrations
 from ._server.embedded import EmbeddedServer
@@ -95,8 +97,18 @@ __all__ = [
     "SchemaMismatchError",
     "SchemaTooNewError",
     "Storage",
+    "TimeoutError",
     "VecdbError",
     "Vector",
     "__version__",
     "connect",
 ]
+
+# Public names read as vecdb.X in tracebacks and reprs, not vecdb._errors.X
+# (as httpx does). Only vecdb's own classes and functions: ``Connection`` is
+# asyncpg's class, ``Vector`` and ``Metric`` are typing constructs.
+for _name in __all__:
+    _obj = globals()[_name]
+    if (inspect.isclass(_obj) or inspect.isfunction(_obj)) and _obj.__module__.startswith("vecdb."):
+        _obj.__module__ = "vecdb"
+del _name, _obj

@@ -23,9 +23,44 @@ import annotated_types
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ._errors import ConfigError
+from ._errors import ConfigError, VecdbError
 
-__all__ = ["MigrationConfig", "PoolConfig", "env_str", "redact_dsn"]
+__all__ = ["MigrationConfig", "PoolConfig", "check_int", "env_str", "redact_dsn"]
+
+
+def check_int(
+    value: object,
+    low: int,
+    high: int | None = None,
+    *,
+    name: str,
+    why: str = "",
+    setting: str | None = None,
+    error: type[VecdbError] = ConfigError,
+) -> int:
+    """``value`` if it is an int (not a bool) in ``low..high``, else ``error`` naming ``name``.
+
+    Args:
+        value: The value to check.
+        low: The smallest value allowed.
+        high: The largest, or ``None`` for no bound.
+        name: What the value is, for the message.
+        why: Said after the range, e.g. ``" (pgvector's limit)"``.
+        setting: A `ConfigError`'s ``setting``; default ``name``.
+        error: The error class to raise.
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        span = f"from {low} to {high}" if high is not None else f">= {low}"
+        message = f"{name} must be an int {span}{why}, got {value!r}"
+        if error is ConfigError:
+            raise ConfigError(message, setting=setting or name)
+        raise error(message)
+    return value
 
 
 def env_str(name: str, environ: Mapping[str, str] | None = None) -> str | None:

@@ -6,13 +6,18 @@ The tree::
     ├── ConfigError                   bad argument, environment variable or server set-up
     ├── ConnectError                  the server cannot be reached or refused us
     ├── DatabaseClosedError           the Database was closed
-    ├── PoolTimeoutError              no pooled connection within acquire_timeout
-    ├── QueryTimeoutError             statement_timeout / command_timeout hit
-    ├── LockTimeoutError              a table lock was not granted within lock_timeout
+    ├── TimeoutError                  something did not finish in time (the four below)
+    │   ├── PoolTimeoutError          no pooled connection within acquire_timeout
+    │   ├── QueryTimeoutError *       statement_timeout / command_timeout hit
+    │   ├── LockTimeoutError *        a table lock was not granted within lock_timeout
+    │   └── MigrationLockTimeout *    another process holds the migration lock
     ├── DatabaseError                 any other server error (sqlstate, detail, hint)
+    │   ├── QueryTimeoutError *
+    │   ├── LockTimeoutError *
+    │   └── DuplicateRecordError *
     ├── MigrationError                a migration failed (source, version)
     │   ├── MigrationChainError       gaps / duplicates / bad classes in a source
-    │   ├── MigrationLockTimeout      another process holds the migration lock
+    │   ├── MigrationLockTimeout *
     │   ├── PendingMigrationsError    migrate="check" found pending migrations
     │   ├── SchemaTooNewError         the database knows versions this code does not
     │   ├── IrreversibleMigrationError  a migration on a rollback path has no down()
@@ -23,22 +28,35 @@ The tree::
     ├── InvalidVectorError            NaN, infinity, empty, zero vector under cosine
     ├── FilterError
     ├── RecordValidationError
-    └── DuplicateRecordError
+    └── DuplicateRecordError *        an id that exists already
+
+(* has two bases: ``except vecdb.TimeoutError`` and ``except vecdb.DatabaseError``
+both catch a `QueryTimeoutError`.)
 
 Every message says what was wrong and what to do about it; every subclass carries
 the data a program needs to react (versions, field names, ids).
+
+Driver errors become vecdb errors here and nowhere else: `translate` (and the
+`translating` block) maps a server error through `_SQLSTATES`, one row per
+SQLSTATE with its class and advice, the way asyncpg registers its exception
+classes by sqlstate; anything else from the driver or the network becomes a
+`ConnectError`, a `QueryTimeoutError` or a plain `VecdbError`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import asyncpg
 
 __all__ = [
+    "DRIVER_ERRORS",
+    "INVALID_SCHEMA_NAME",
+    "UNDEFINED_TABLE",
     "CollectionNotFoundError",
     "ConfigError",
     "ConnectError",
@@ -60,6 +78,7 @@ __all__ = [
     "RecordValidationError",
     "SchemaMismatchError",
     "SchemaTooNewError",
+    "TimeoutError",
     "VecdbError",
     "translate",
     "translating",
@@ -90,7 +109,15 @@ class DatabaseClosedError(VecdbError):
     """The `Database` was closed; open a new one with `vecdb.connect()`."""
 
 
-class PoolTimeoutError(VecdbError):
+class TimeoutError(VecdbError):
+    """Something did not finish in time: a pool acquire, a query, a lock or the migration lock.
+
+    Catch it to handle every vecdb timeout alike; each subclass says which.
+    (It is not Python's built-in ``TimeoutError``, which is an ``OSError``.)
+    """
+
+
+class PoolTimeoutError(TimeoutError):
     """No pooled connection became free within the acquire timeout."""
 
 
@@ -117,11 +144,11 @@ class DatabaseError(VecdbError):
         self.hint = hint
 
 
-class QueryTimeoutError(DatabaseError):
+class QueryTimeoutError(DatabaseError, TimeoutError):
     """A statement ran longer than `statement_timeout` or the command timeout."""
 
 
-class LockTimeoutError(DatabaseError):
+class LockTimeoutError(DatabaseError, TimeoutError):
     """A lock was not granted within `lock_timeout` (SQLSTATE 55P03); safe to retry."""
 
 
@@ -169,7 +196,7 @@ class MigrationChainError(MigrationError):
         self.missing = tuple(missing)
 
 
-class MigrationLockTimeout(MigrationError):  # noqa: N818 - name fixed by the public contract
+class MigrationLockTimeout(MigrationError, TimeoutError):  # noqa: N818 - name fixed by the public contract
     """Another session held the migration lock for longer than the lock wait.
 
     Attributes:
@@ -326,16 +353,56 @@ class RecordValidationError(VecdbError):
         self.errors = tuple(errors)
 
 
-class DuplicateRecordError(VecdbError):
-    """`insert()` met ids that already exist.
+class DuplicateRecordError(DatabaseError):
+    """`insert()` met ids that already exist (or the server reported a unique violation).
 
     Attributes:
-        ids: The conflicting ids.
+        ids: The conflicting ids, when vecdb found them itself (empty when the
+            server reported the violation: its ``detail`` names the key).
     """
 
-    def __init__(self, message: str, *, ids: Sequence[Any]) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        ids: Sequence[Any] = (),
+        sqlstate: str | None = None,
+        detail: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, sqlstate=sqlstate, detail=detail, hint=hint)
         self.ids = tuple(ids)
+
+
+# SQLSTATE -> (class, what to do). Codes not listed become a plain DatabaseError.
+_SQLSTATES: Mapping[str, tuple[type[DatabaseError], str]] = {
+    "55P03": (
+        LockTimeoutError,
+        "The lock was not granted within lock_timeout; retry when the other work ends.",
+    ),
+    "57014": (
+        QueryTimeoutError,
+        "Raise statement_timeout (PoolConfig / VECDB_POOL_STATEMENT_TIMEOUT) if needed.",
+    ),
+    "23505": (
+        DuplicateRecordError,
+        "A record with this key exists already (perhaps written by another session just "
+        "now); nothing of the statement was written. Use upsert() to replace it.",
+    ),
+}
+
+# SQLSTATEs that callers react to by value (a table or schema not created yet).
+UNDEFINED_TABLE = "42P01"
+INVALID_SCHEMA_NAME = "3F000"
+
+# What the driver and the network raise: cleanup code that must not fail on
+# them (closing a broken connection) catches exactly these.
+DRIVER_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+)
 
 
 def _server_error(exc: asyncpg.PostgresError) -> DatabaseError:
@@ -347,30 +414,39 @@ def _server_error(exc: asyncpg.PostgresError) -> DatabaseError:
         message += f"\nDETAIL: {detail}"
     if hint:
         message += f"\nHINT: {hint}"
-    cls: type[DatabaseError] = DatabaseError
-    if sqlstate == "55P03":
-        cls = LockTimeoutError
-        message += "\nThe lock was not granted within lock_timeout; retry when the other work ends."
-    elif sqlstate == "57014":
-        cls = QueryTimeoutError
-        message += (
-            "\nRaise statement_timeout (PoolConfig / VECDB_POOL_STATEMENT_TIMEOUT) if needed."
-        )
+    cls, advice = _SQLSTATES.get(sqlstate or "", (DatabaseError, ""))
+    if advice:
+        message += f"\n{advice}"
     return cls(message, sqlstate=sqlstate, detail=detail, hint=hint)
 
 
-def translate(exc: BaseException) -> VecdbError | None:
+def translate(exc: BaseException, *, connecting_to: str | None = None) -> VecdbError | None:
     """Return the vecdb error for a driver or network error, or ``None`` if it is not one.
 
     This is the only place asyncpg's exceptions become vecdb's.
+
+    Args:
+        exc: The error.
+        connecting_to: The server being connected to (a redacted DSN): any
+            driver error is then a `ConnectError` that names it.
     """
     if isinstance(exc, VecdbError):
         return exc
+    translated = _driver_error(exc)
+    if translated is not None and connecting_to is not None:
+        return ConnectError(
+            f"cannot connect to {connecting_to}: {translated}. Check that the server is "
+            "running and the DSN's host, port, database, user and password are right."
+        )
+    return translated
+
+
+def _driver_error(exc: BaseException) -> VecdbError | None:
     if isinstance(exc, asyncpg.PostgresError):
         return _server_error(exc)
     if isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError):
         return VecdbError(f"database client error: {exc}")
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+    if isinstance(exc, builtins.TimeoutError | asyncio.TimeoutError):
         return QueryTimeoutError(
             "the query did not finish within its timeout; pass a larger timeout= "
             "or raise PoolConfig.command_timeout"
@@ -381,18 +457,17 @@ def translate(exc: BaseException) -> VecdbError | None:
 
 
 @contextlib.contextmanager
-def translating() -> Iterator[None]:
-    """Re-raise driver errors raised inside the block as vecdb errors (``from`` the original)."""
+def translating(*, connecting_to: str | None = None) -> Iterator[None]:
+    """Re-raise driver errors raised inside the block as vecdb errors (``from`` the original).
+
+    Args:
+        connecting_to: As for `translate`: the block opens a connection to this server.
+    """
     try:
         yield
     except VecdbError:
         raise
-    except (
-        asyncpg.PostgresError,
-        asyncpg.InterfaceError,
-        asyncpg.InternalClientError,
-        OSError,
-    ) as exc:
-        translated = translate(exc)
-        assert translated is not None  # noqa: S101 - translate() covers every type caught above
+    except DRIVER_ERRORS as exc:
+        translated = translate(exc, connecting_to=connecting_to)
+        assert translated is not None  # noqa: S101 - translate() covers every DRIVER_ERRORS type
         raise translated from exc

@@ -21,6 +21,7 @@ import pydantic
 import pytest
 
 import vecdb
+from vecdb._collections import indexing as _indexing
 
 DIM = 4
 
@@ -633,3 +634,27 @@ async def test_create_index_is_not_cut_by_command_timeout(
     state = await _index_oid(impatient, HNSW_INDEX)
     assert state is not None
     assert state[1] is True
+
+
+async def test_a_rebuild_after_create_index_sizes_its_memory_from_the_new_parameters(
+    dsn: str, small_loads: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """create_index() changes the definition; the writer must not keep the old one.
+
+    A later first load rebuilds the index with maintenance_work_mem sized from m:
+    with the old m=16 it would ask for less than with the new m=48.
+    """
+    pool = vecdb.PoolConfig(server_settings={"maintenance_work_mem": "1MB"})
+    rows = 4 * small_loads
+    async with vecdb.connect(dsn, pool=pool) as db:
+        c = await db.collection("items", Item, dim=DIM)
+        await c.create_index(vecdb.HNSW(m=48, ef_construction=96), concurrently=False)
+        spec = c._spec
+        old = _indexing._graph_memory(spec, 16, rows, 1 << 20)
+        new = _indexing._graph_memory(spec, 48, rows, 1 << 20)
+        assert old != new  # the sizes this test tells apart
+        with caplog.at_level(logging.INFO, logger="vecdb.index"):
+            await c.upsert(item(i) for i in range(rows))
+    built = [r.getMessage() for r in caplog.records if "after loading" in r.getMessage()]
+    assert len(built) == 1
+    assert built[0].endswith(f"(maintenance_work_mem {new})")

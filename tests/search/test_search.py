@@ -14,9 +14,11 @@ import pydantic
 import pytest
 
 import vecdb
+from vecdb._schema import rows as _record_rows
 from vecdb._schema.columns import ColumnType
 from vecdb._schema.rows import check_vectors
 from vecdb._schema.spec import make_spec
+from vecdb._search import estimates as _estimates
 from vecdb._search import planner as _search
 from vecdb._search import searcher as _searching
 from vecdb._search.filters import compile_filter
@@ -383,9 +385,9 @@ def test_a_query_vector_is_checked_as_check_vectors_checks_it(query: Any, storag
         expected = check_vectors([query], spec, field, queries=True)[0]
     except vecdb.InvalidVectorError as exc:
         with pytest.raises(vecdb.InvalidVectorError, match=re.escape(str(exc))):
-            _search.query_vector(query, spec, field)
+            _record_rows.query_vector(query, spec, field)
         return
-    got = _search.query_vector(query, spec, field)
+    got = _record_rows.query_vector(query, spec, field)
     assert (got.dtype, got.shape) == (np.float32, (DIM,))
     np.testing.assert_array_equal(got, expected)
 
@@ -636,7 +638,7 @@ async def test_models_with_validators_are_still_validated_when_read(
 
 async def _planner_total(db: vecdb.Database, c: vecdb.Collection[Any]) -> float:
     async with db.acquire() as conn:
-        return await _search._plan_rows(conn, f"SELECT 1 FROM {c._table}", [])
+        return await _estimates._plan_rows(conn, f"SELECT 1 FROM {c._table}", [])
 
 
 async def test_the_table_size_comes_from_pg_class_as_the_planner_computes_it(
@@ -654,7 +656,7 @@ async def test_the_table_size_comes_from_pg_class_as_the_planner_computes_it(
             f"INSERT INTO {c._table} (id, bucket, cluster, embedding) "
             f"SELECT id + 10000, bucket, cluster, embedding FROM {c._table}"
         )
-    c._estimates.clear()
+    c._searcher.data_changed()
     explained = await c.explain(vectors[0], k=10, where={"bucket": {"$lt": 50}})
     assert explained.total_rows == await _planner_total(db, c)
     assert explained.total_rows is not None
@@ -691,7 +693,7 @@ async def test_the_estimates_choose_as_two_explains_would(
     explained = await c.explain(vectors[0], k=10, where=where)
     compiled = compile_filter(where, c._fields)
     async with db.acquire() as conn:
-        matching = await _search._plan_rows(
+        matching = await _estimates._plan_rows(
             conn, f"SELECT 1 FROM {c._table} WHERE {compiled.sql}", compiled.params
         )
     total = await _planner_total(db, c)
@@ -706,13 +708,13 @@ async def test_the_estimates_choose_as_two_explains_would(
 def count_explains(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record the SQL of every planner estimate (``EXPLAIN``) vecdb asks for."""
     explains: list[str] = []
-    real = _search._plan_rows
+    real = _estimates._plan_rows
 
     async def counting(conn: Any, sql: str, params: list[Any]) -> float:
         explains.append(sql)
         return await real(conn, sql, params)
 
-    monkeypatch.setattr(_search, "_plan_rows", counting)
+    monkeypatch.setattr(_estimates, "_plan_rows", counting)
     return explains
 
 

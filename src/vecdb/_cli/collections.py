@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
 
 from .._collections import catalog as _catalog
@@ -17,13 +16,11 @@ from .._collections import indexing as _indexing
 from .._collections.indexing import IndexProgress
 from .._errors import CollectionNotFoundError
 from .._schema.spec import HNSW
-from .._server.database import Database
-from .output import Outcome, table
+from .._server.database import Database, connections
+from .output import AddCommand, Outcome, table
 
 __all__ = ["ProgressBar", "add_commands"]
 
-Command = Callable[[Database, argparse.Namespace], Awaitable[Outcome]]
-AddCommand = Callable[[str, Command, str], argparse.ArgumentParser]
 
 _BAR_WIDTH = 30
 
@@ -105,8 +102,9 @@ async def _create_index(db: Database, args: argparse.Namespace) -> Outcome:
         ),
     )
     spec = dataclasses.replace(spec, index=index)
+    pool = connections(db)
     await _indexing.build_hnsw(
-        db,
+        pool,
         spec,
         concurrently=not args.blocking,
         progress=None if args.json else ProgressBar(sys.stderr),
@@ -114,8 +112,8 @@ async def _create_index(db: Database, args: argparse.Namespace) -> Outcome:
         parallel_workers=args.parallel_workers,
         timeout=None,
     )
-    async with db.transaction() as conn:
-        await _indexing.save_index(conn, spec)
+    async with pool.transaction() as conn:
+        await _catalog.save_spec(conn, spec)
     data = {"collection": info.name, "m": index.m, "ef_construction": index.ef_construction}
     return Outcome(
         data,

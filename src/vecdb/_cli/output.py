@@ -1,17 +1,23 @@
-"""Output of the ``vecdb`` command: plain-text tables, JSON, exit codes."""
+"""Output of the ``vecdb`` command: plain-text tables, JSON, exit codes; the command type."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+if TYPE_CHECKING:
+    from .._server.database import Database
 
 __all__ = [
     "EXIT_CHECK_FAILED",
     "EXIT_ERROR",
     "EXIT_OK",
+    "AddCommand",
+    "Command",
     "Outcome",
     "duration",
     "short",
@@ -75,3 +81,9 @@ def to_json(data: Any) -> str:
             for d in data
         ]
     return json.dumps(data, default=_json_default, indent=2)
+
+
+Command: TypeAlias = Callable[["Database", argparse.Namespace], Awaitable[Outcome]]
+"""A command: runs against a connected database, returns its `Outcome`."""
+AddCommand: TypeAlias = Callable[[str, Command, str], argparse.ArgumentParser]
+"""Registers a command on the parser: ``(name, function, help) -> its subparser``."""

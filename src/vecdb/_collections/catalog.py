@@ -18,7 +18,15 @@ from typing import Any
 
 import asyncpg
 
-from .._errors import CollectionNotFoundError, ConfigError, MigrationError, SchemaMismatchError
+from .._errors import (
+    UNDEFINED_TABLE,
+    CollectionNotFoundError,
+    ConfigError,
+    DatabaseError,
+    MigrationError,
+    SchemaMismatchError,
+    translating,
+)
 from .._identifiers import qualified, quote_ident
 from .._schema import ddl as _ddl
 from .._schema.record import FieldSpec
@@ -26,7 +34,7 @@ from .._schema.spec import CollectionSpec, diff
 from .._typing import AnyConnection
 from .._version import __version__
 
-__all__ = ["CollectionInfo", "drop", "list_all", "load", "open_or_create"]
+__all__ = ["CollectionInfo", "drop", "list_all", "load", "open_or_create", "save_spec"]
 
 logger = logging.getLogger("vecdb.collections")
 
@@ -89,8 +97,11 @@ _NOT_MIGRATED = (
 
 async def _fetch(conn: AnyConnection, query: str, *args: Any) -> list[asyncpg.Record]:
     try:
-        return await conn.fetch(query, *args)
-    except asyncpg.UndefinedTableError as exc:
+        with translating():
+            return await conn.fetch(query, *args)
+    except DatabaseError as exc:
+        if exc.sqlstate != UNDEFINED_TABLE:
+            raise
         raise MigrationError(_NOT_MIGRATED, source="vecdb", version=1) from exc
 
 
@@ -211,18 +222,23 @@ async def _evolve(conn: AnyConnection, stored: CollectionSpec, given: Collection
             await conn.execute(f"DROP INDEX IF EXISTS {qualified(given.schema, name)}")
     for statement in wanted.values():
         await conn.execute(statement)
-    await conn.execute(
-        "UPDATE vecdb.collections SET spec = $2::jsonb, updated_at = now(), "
-        "library_version = $3 WHERE name = $1",
-        given.name,
-        json.dumps(given.to_json()),
-        __version__,
-    )
+    await save_spec(conn, given)
     logger.info(
         "evolved collection %s: added %s, filterable %s",
         given.name,
         [f.name for f in new] or "no fields",
         list(given.filterable),
+    )
+
+
+async def save_spec(conn: AnyConnection, spec: CollectionSpec) -> None:
+    """Store a collection's changed definition (new fields, filter or index parameters)."""
+    await conn.execute(
+        "UPDATE vecdb.collections SET spec = $2::jsonb, updated_at = now(), "
+        "library_version = $3 WHERE name = $1",
+        spec.name,
+        json.dumps(spec.to_json()),
+        __version__,
     )
 
 

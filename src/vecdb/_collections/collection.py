@@ -9,46 +9,33 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from typing import Any, Generic, TypeAlias
 
 import numpy.typing as npt
 
-from .._errors import (
-    ConfigError,
-    FilterError,
-    translating,
-)
+from .._errors import ConfigError, translating
 from .._identifiers import qualified, quote_ident
 from .._schema import spec as _spec
-from .._schema.record import Record
 from .._schema.rows import RecordCodec
 from .._schema.spec import HNSW, CollectionSpec, ForeignKey, Metric, Storage
 from .._search.filters import compile_filter
-from .._search.planner import (
-    EstimateCache,
-)
-from .._search.searcher import Hit, Searching
+from .._search.searcher import Explain, Hit, Searcher
+from .._typing import Connections, M, VectorInput
 from . import catalog as _catalog
 from . import indexing as _indexing
 from .indexing import ProgressCallback
-from .writer import Writer, affected
+from .writer import Writer
 
-if TYPE_CHECKING:
-    from .._server.database import Database
-
-__all__ = ["DEFAULT_INDEX", "Collection", "Hit", "open_collection"]
+__all__ = ["DEFAULT_INDEX", "Collection", "open_collection"]
 
 logger = logging.getLogger("vecdb.collections")
-
-M = TypeVar("M", bound=Record)
 
 DEFAULT_INDEX = HNSW()
 
 RecordInput: TypeAlias = M | Mapping[str, Any]
-VectorInput: TypeAlias = Sequence[float] | npt.NDArray[Any]
 
 
-class Collection(Searching[M]):
+class Collection(Generic[M]):
     """A collection of ``M`` records: one table, typed columns, vector indexes.
 
     Get one with ``await db.collection("chunks", Chunk, dim=384)``.
@@ -62,18 +49,25 @@ class Collection(Searching[M]):
     """
 
     def __init__(
-        self, db: Database, model: type[M], spec: CollectionSpec, *, iterative: bool
+        self, pool: Connections, model: type[M], spec: CollectionSpec, *, iterative: bool
     ) -> None:
-        self._db = db
+        self._pool = pool
         self._model = model
-        self._spec = spec
-        self._codec = RecordCodec(model, spec)
-        self._fields = spec.layout.filterable
         self._iterative = iterative
-        self._estimates = EstimateCache()
-        self._sql_cache: dict[tuple[str, str, str, bool], str] = {}
+        self._bind(spec)
+
+    def _bind(self, spec: CollectionSpec) -> None:
+        """Make every part from ``spec``.
+
+        Called again whenever the definition changes (`create_index`), so that
+        no part (the codec, the writer, the searcher) keeps an older copy.
+        """
+        self._spec = spec
+        self._codec = RecordCodec(self._model, spec)
+        self._searcher = Searcher(self._pool, spec, self._codec, iterative=self._iterative)
+        self._writer = Writer(self._pool, spec, self._codec, on_change=self._searcher.data_changed)
+        self._fields = spec.layout.filterable
         self._table = qualified(spec.schema, spec.table)
-        self._writer = Writer(db, spec, self._codec)
         self._select = ", ".join(quote_ident(c) for c in spec.layout.columns)
         self._select_scalars = ", ".join(quote_ident(c) for c in self._codec.scalar_columns)
 
@@ -141,10 +135,7 @@ class Collection(Searching[M]):
                 of the transaction was written.
             DatabaseError: The server refused the rows (a foreign key, for instance).
         """
-        self._db._check_open()
-        written = await self._writer.write(records, "upsert", batch_size, timeout)
-        self._estimates.clear()
-        return written
+        return await self._writer.write(records, "upsert", batch_size, timeout)
 
     async def insert(
         self,
@@ -161,17 +152,11 @@ class Collection(Searching[M]):
             DuplicateRecordError: Ids already in the collection or given twice
                 (``ids``); nothing of the batch was written.
         """
-        self._db._check_open()
-        written = await self._writer.write(records, "insert", batch_size, timeout)
-        self._estimates.clear()
-        return written
+        return await self._writer.write(records, "insert", batch_size, timeout)
 
     async def analyze(self, *, timeout: float | None = None) -> None:
         """Refresh the planner's statistics (after a large load or delete)."""
-        async with self._db.acquire() as conn:
-            with translating():
-                await conn.execute(f"ANALYZE {self._table}", timeout=timeout)
-        self._estimates.clear()
+        await self._writer.analyze(timeout=timeout)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -182,7 +167,7 @@ class Collection(Searching[M]):
         key = self._codec.coerce_id(id)
         columns = self._select if include_vectors else self._select_scalars
         id_col = quote_ident(self._spec.layout.id.name)
-        async with self._db.acquire() as conn:
+        async with self._pool.acquire() as conn:
             with translating():
                 row = await conn.fetchrow(
                     f"SELECT {columns} FROM {self._table} WHERE {id_col} = $1", key, timeout=timeout
@@ -198,7 +183,7 @@ class Collection(Searching[M]):
             return []
         columns = self._select if include_vectors else self._select_scalars
         id_col = quote_ident(self._spec.layout.id.name)
-        async with self._db.acquire() as conn:
+        async with self._pool.acquire() as conn:
             with translating():
                 rows = await conn.fetch(
                     f"SELECT {columns} FROM {self._table} WHERE {id_col} = ANY($1)",
@@ -217,7 +202,7 @@ class Collection(Searching[M]):
             FilterError: The filter is malformed or names an unknown field.
         """
         compiled = compile_filter(where, self._fields)
-        async with self._db.acquire() as conn:
+        async with self._pool.acquire() as conn:
             with translating():
                 n = await conn.fetchval(
                     f"SELECT count(*) FROM {self._table} WHERE {compiled.sql}",
@@ -245,32 +230,123 @@ class Collection(Searching[M]):
             FilterError: Both or neither of ``ids`` and ``where`` given, or a
                 filter that matches every row without ``allow_all=True``.
         """
-        if (ids is None) == (where is None):
-            raise FilterError(
-                "delete() needs ids or where=, not both nor neither: delete([1, 2]) or "
-                "delete(where={'doc_id': 'a'})"
-            )
-        if ids is not None:
-            if isinstance(ids, str | bytes) or not isinstance(ids, Iterable):
-                raise FilterError(f"delete() takes a list of ids, got {ids!r}; write delete([id])")
-            keys = list({self._codec.coerce_id(i) for i in ids})
-            if not keys:
-                return 0
-            id_col = quote_ident(self._spec.layout.id.name)
-            sql, params = f"DELETE FROM {self._table} WHERE {id_col} = ANY($1)", [keys]
-        else:
-            compiled = compile_filter(where, self._fields)
-            if compiled.matches_all and not allow_all:
-                raise FilterError(
-                    f"where={where!r} matches every record of {self.name!r}; pass "
-                    "allow_all=True to delete them all"
-                )
-            sql, params = f"DELETE FROM {self._table} WHERE {compiled.sql}", compiled.params
-        async with self._db.acquire() as conn:
-            with translating():
-                status = await conn.execute(sql, *params, timeout=timeout)
-        self._estimates.clear()
-        return affected(status)
+        return await self._writer.delete(ids, where=where, allow_all=allow_all, timeout=timeout)
+
+    # -- search ------------------------------------------------------------------------
+
+    async def search(
+        self,
+        vector: VectorInput,
+        k: int = 10,
+        *,
+        where: Mapping[str, Any] | None = None,
+        ef_search: int | None = None,
+        exact: bool = False,
+        include_vectors: bool = False,
+        field: str | None = None,
+        timeout: float | None = None,
+    ) -> list[Hit[M]]:
+        """The ``k`` records closest to ``vector`` that match ``where``, closest first.
+
+        Example:
+            >>> hits = await chunks.search(q, k=10, where={"year": {"$gte": 2020}})
+            >>> [(h.record.id, h.distance) for h in hits]
+
+        Args:
+            vector: The query (a list or a numpy array of the collection's dimension).
+            k: How many results (1..10000). Fewer only when fewer records match.
+            where: A filter (see `docs/search.md`); ``None`` for all records.
+            ef_search: HNSW's candidate list (1..1000); raised to at least ``k``.
+                Default: the connection's ``hnsw.ef_search`` (pgvector's 40, or
+                ``PoolConfig.server_settings``) unfiltered, 200 or more under a
+                filter (see `docs/search.md`).
+            exact: Compare with every (matching) record instead of using the index.
+            include_vectors: Fetch the vectors too; otherwise the records'
+                vector fields are ``None``.
+            field: The vector field to search, when the model has several.
+            timeout: Seconds for the query; default the pool's command timeout.
+
+        Raises:
+            DimensionMismatchError: The query vector has the wrong length.
+            InvalidVectorError: It holds NaN/infinity, or is zero under cosine.
+            FilterError: The filter is malformed.
+        """
+        return await self._searcher.search(
+            vector,
+            k,
+            where=where,
+            ef_search=ef_search,
+            exact=exact,
+            include_vectors=include_vectors,
+            field=field,
+            timeout=timeout,
+        )
+
+    async def search_many(
+        self,
+        vectors: Sequence[VectorInput] | npt.NDArray[Any],
+        k: int = 10,
+        *,
+        where: Mapping[str, Any] | None = None,
+        ef_search: int | None = None,
+        exact: bool = False,
+        include_vectors: bool = False,
+        field: str | None = None,
+        concurrency: int | None = None,
+        timeout: float | None = None,
+    ) -> list[list[Hit[M]]]:
+        """`search` for many query vectors at once, concurrently over the pool.
+
+        The strategy is decided once for the shared filter; queries then run
+        on up to ``concurrency`` pooled connections (default: the pool's
+        ``max_size``). Returns one list of hits per query, in order.
+        """
+        return await self._searcher.search_many(
+            vectors,
+            k,
+            where=where,
+            ef_search=ef_search,
+            exact=exact,
+            include_vectors=include_vectors,
+            field=field,
+            concurrency=concurrency,
+            timeout=timeout,
+        )
+
+    async def explain(
+        self,
+        vector: VectorInput,
+        k: int = 10,
+        *,
+        where: Mapping[str, Any] | None = None,
+        ef_search: int | None = None,
+        exact: bool = False,
+        field: str | None = None,
+        analyze: bool = False,
+        timeout: float | None = None,
+    ) -> Explain:
+        """How `search` would run this query: strategy, settings and PostgreSQL's plan.
+
+        Args:
+            vector: The query vector, as for `search`.
+            k: As for `search`.
+            where: As for `search`.
+            ef_search: As for `search`.
+            exact: As for `search`.
+            field: As for `search`.
+            analyze: Run the query (``EXPLAIN ANALYZE, BUFFERS``) for real timings.
+            timeout: Seconds for the statement.
+        """
+        return await self._searcher.explain(
+            vector,
+            k,
+            where=where,
+            ef_search=ef_search,
+            exact=exact,
+            field=field,
+            analyze=analyze,
+            timeout=timeout,
+        )
 
     # -- indexes ---------------------------------------------------------------------------
 
@@ -313,13 +389,13 @@ class Collection(Searching[M]):
         Raises:
             DatabaseError: The build failed (its INVALID index was dropped).
         """
-        self._db._check_open()
+        self._pool.check_open()
         chosen = index if index is not None else (self._spec.index or DEFAULT_INDEX)
         if not isinstance(chosen, HNSW):
             raise ConfigError(f"index must be a vecdb.HNSW, got {chosen!r}", setting="index")
         spec = dataclasses.replace(self._spec, index=chosen)
         await _indexing.build_hnsw(
-            self._db,
+            self._pool,
             spec,
             concurrently=concurrently,
             progress=progress,
@@ -327,14 +403,13 @@ class Collection(Searching[M]):
             parallel_workers=parallel_workers,
             timeout=timeout,
         )
-        async with self._db.transaction() as conn:
-            await _indexing.save_index(conn, spec)
-        self._spec = spec
-        self._estimates.clear()
+        async with self._pool.transaction() as conn:
+            await _catalog.save_spec(conn, spec)
+        self._bind(spec)
 
 
 async def open_collection(
-    db: Database,
+    pool: Connections,
     name: str,
     model: type[M],
     *,
@@ -347,9 +422,26 @@ async def open_collection(
     evolve: bool,
     schema: str,
     timeout: float | None,
+    iterative: bool,
 ) -> Collection[M]:
-    """Create or open a collection (the body of ``db.collection()``)."""
-    db._check_open()
+    """Create or open a collection (the body of ``db.collection()``).
+
+    Args:
+        pool: Where connections come from.
+        name: As for ``db.collection()``, like the rest but ``iterative``.
+        model: The record class.
+        dim: The dimension of vector fields without `Dim`.
+        metric: The distance.
+        storage: ``vector`` or ``halfvec``.
+        index: The HNSW parameters, or ``None``.
+        filterable: Fields with filter indexes.
+        foreign_keys: Field name to `ForeignKey`.
+        evolve: Apply non-destructive differences.
+        schema: The table's schema.
+        timeout: Seconds to wait for a pooled connection.
+        iterative: The server's pgvector has iterative index scans (0.8+).
+    """
+    pool.check_open()
     given = _spec.make_spec(
         name,
         model,
@@ -361,32 +453,32 @@ async def open_collection(
         foreign_keys=foreign_keys,
         schema=schema,
     )
-    async with db.transaction(timeout=timeout) as conn:
+    async with pool.transaction(timeout=timeout) as conn:
         before = await _catalog.load(conn, name)
         spec = await _catalog.open_or_create(
             conn, given, f"{model.__module__}.{model.__qualname__}", evolve=evolve
-        )
-        version = await conn.fetchval(
-            "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
         )
         changed = before is None or before.spec != spec.to_json()
     if changed:
         # New or altered tables: make sure no pooled connection keeps a plan
         # or a type cache from before (asyncpg #103).
-        await db._schema_changed()
-    iterative = tuple(int(p) for p in str(version).split(".")[:2] if p.isdigit()) >= (0, 8)
-    return Collection(db, model, spec, iterative=iterative)
+        await pool.schema_changed()
+    return Collection(pool, model, spec, iterative=iterative)
 
 
-async def list_collections(db: Database, timeout: float | None) -> list[_catalog.CollectionInfo]:
+async def list_collections(
+    pool: Connections, timeout: float | None
+) -> list[_catalog.CollectionInfo]:
     """The body of ``db.collections()``."""
-    async with db.acquire(timeout=timeout) as conn:
+    pool.check_open()
+    async with pool.acquire(timeout=timeout) as conn:
         with translating():
             return await _catalog.list_all(conn)
 
 
-async def drop_collection(db: Database, name: str, timeout: float | None) -> None:
+async def drop_collection(pool: Connections, name: str, timeout: float | None) -> None:
     """The body of ``db.drop_collection()``."""
-    async with db.transaction(timeout=timeout) as conn:
+    pool.check_open()
+    async with pool.transaction(timeout=timeout) as conn:
         await _catalog.drop(conn, name)
-    await db._schema_changed()
+    await pool.schema_changed()

@@ -23,20 +23,16 @@ import asyncio
 import contextlib
 import dataclasses
 import inspect
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._errors import DatabaseError, translating
 from .._identifiers import qualified, quote_ident
 from .._schema import ddl as _ddl
 from .._schema.spec import HNSW, CollectionSpec
-from .._typing import AnyConnection
-
-if TYPE_CHECKING:
-    from .._server.database import Database
+from .._typing import AnyConnection, Connections
 
 __all__ = [
     "NO_LIMIT",
@@ -46,7 +42,6 @@ __all__ = [
     "drop_indexes",
     "hnsw_indexes",
     "rebuild_indexes",
-    "save_index",
     "statement_limit",
 ]
 
@@ -128,9 +123,9 @@ async def _report(callback: ProgressCallback, progress: IndexProgress) -> None:
         await result
 
 
-async def _poll(db: Database, pid: int, index: str, callback: ProgressCallback) -> None:
+async def _poll(pool: Connections, pid: int, index: str, callback: ProgressCallback) -> None:
     """Report the build's progress, read from a second connection, until cancelled."""
-    async with db.acquire() as conn:
+    async with pool.acquire() as conn:
         while True:
             with translating():
                 row = await conn.fetchrow(_PROGRESS, pid)
@@ -197,7 +192,7 @@ async def _drop(
 
 
 async def build_hnsw(
-    db: Database,
+    pool: Connections,
     spec: CollectionSpec,
     *,
     concurrently: bool,
@@ -212,7 +207,7 @@ async def build_hnsw(
         DatabaseError: The build failed (an INVALID leftover is dropped first).
     """
     assert spec.index is not None  # noqa: S101 - the caller passes the index to build
-    async with db.acquire() as conn:
+    async with pool.acquire() as conn:
         with translating():
             await _session_settings(
                 conn,
@@ -224,7 +219,7 @@ async def build_hnsw(
             )
             for vector in spec.layout.vectors:
                 await _build_one(
-                    db,
+                    pool,
                     conn,
                     spec,
                     vector=vector,
@@ -235,7 +230,7 @@ async def build_hnsw(
 
 
 async def _build_one(
-    db: Database,
+    pool: Connections,
     conn: AnyConnection,
     spec: CollectionSpec,
     *,
@@ -259,7 +254,7 @@ async def _build_one(
     logger.info("building %s on %s.%s: %s", target, spec.schema, spec.table, spec.index)
     poller = None
     if progress is not None:
-        poller = asyncio.create_task(_poll(db, conn.get_server_pid(), target, progress))
+        poller = asyncio.create_task(_poll(pool, conn.get_server_pid(), target, progress))
     try:
         if concurrently:
             await conn.execute(statement, timeout=limit)
@@ -376,12 +371,3 @@ async def rebuild_indexes(
             spec.table,
             time.perf_counter() - started,
         )
-
-
-async def save_index(conn: AnyConnection, spec: CollectionSpec) -> None:
-    """Record the collection's (new) index parameters in the catalog."""
-    await conn.execute(
-        "UPDATE vecdb.collections SET spec = $2::jsonb, updated_at = now() WHERE name = $1",
-        spec.name,
-        json.dumps(spec.to_json()),
-    )

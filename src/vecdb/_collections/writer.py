@@ -22,25 +22,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from typing import Any, Literal
 
-from .._errors import (
-    ConfigError,
-    DatabaseError,
-    DuplicateRecordError,
-    LockTimeoutError,
-    translating,
-)
+from .._config import check_int
+from .._errors import DuplicateRecordError, FilterError, LockTimeoutError, translating
 from .._identifiers import qualified, quote_ident
 from .._schema.record import Record
 from .._schema.rows import RecordCodec
 from .._schema.spec import CollectionSpec
-from .._typing import AnyConnection
+from .._search.filters import compile_filter
+from .._typing import AnyConnection, Connections
 from . import indexing as _indexing
-
-if TYPE_CHECKING:
-    from .._server.database import Database
 
 __all__ = ["REBUILD_MIN_ROWS", "WRITE_CHUNK", "Writer", "affected"]
 
@@ -120,10 +113,26 @@ def affected(status: str) -> int:
 
 
 class Writer:
-    """Writes one collection's records."""
+    """Writes one collection's records: upsert, insert, delete, and the statistics after.
 
-    def __init__(self, db: Database, spec: CollectionSpec, codec: RecordCodec[Any]) -> None:
-        self._db = db
+    Args:
+        pool: Where connections come from.
+        spec: The collection's definition.
+        codec: Turns records into COPY rows.
+        on_change: Called after every write: what was estimated of the data
+            (the searcher's row estimates) may no longer hold.
+    """
+
+    def __init__(
+        self,
+        pool: Connections,
+        spec: CollectionSpec,
+        codec: RecordCodec[Any],
+        *,
+        on_change: Callable[[], None],
+    ) -> None:
+        self._pool = pool
+        self._on_change = on_change
         self._spec = spec
         self._codec = codec
         self._table = qualified(spec.schema, spec.table)
@@ -139,13 +148,22 @@ class Writer:
         batch_size: int | None,
         timeout: float | None,
     ) -> int:
-        if batch_size is not None and (
-            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-        ):
-            raise ConfigError(
-                f"batch_size must be a positive int or None, got {batch_size!r}",
-                setting="batch_size",
-            )
+        """Validate and write ``records``; return the rows written (see `Collection.upsert`)."""
+        self._pool.check_open()
+        if batch_size is not None:
+            check_int(batch_size, 1, name="batch_size", why=" or None")
+        try:
+            return await self._write(records, mode, batch_size, timeout)
+        finally:
+            self._on_change()
+
+    async def _write(
+        self,
+        records: Any,
+        mode: Literal["upsert", "insert"],
+        batch_size: int | None,
+        timeout: float | None,
+    ) -> int:
         chunks = _chunks(records, batch_size or WRITE_CHUNK)
         prepared = self._prepare(chunks, mode, across=batch_size is None)
         written = 0
@@ -209,7 +227,7 @@ class Writer:
         size = sum(len(c.rows) for c in head)
         rows = str(size) if rest is None else f"{size}+"  # for the log: a stream may go on
         chunks = _chain(head, rest)
-        async with self._db.acquire() as conn:
+        async with self._pool.acquire() as conn:
             with translating():
                 # A first look outside the transaction, so that it holds no lock
                 # when the transaction asks for a stronger one (see below).
@@ -352,19 +370,11 @@ class Writer:
                     "use upsert() to replace them. Nothing was written.",
                     ids=existing,
                 )
-            try:
-                with translating():
-                    status = await conn.execute(
-                        f"INSERT INTO {self._table} ({cols}) {source}", timeout=timeout
-                    )
-            except DatabaseError as exc:
-                if exc.sqlstate == "23505":  # inserted by another session just now
-                    raise DuplicateRecordError(
-                        f"an id was inserted by another session meanwhile: {exc.detail}; "
-                        "nothing was written",
-                        ids=[],
-                    ) from exc
-                raise
+            # An id inserted by another session just now is a unique violation,
+            # which translating() (in _transaction) makes a DuplicateRecordError.
+            status = await conn.execute(
+                f"INSERT INTO {self._table} ({cols}) {source}", timeout=timeout
+            )
             return affected(status)
         updates = ", ".join(
             f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}"
@@ -378,6 +388,51 @@ class Writer:
         )
         return affected(status)
 
+    async def delete(
+        self,
+        ids: Iterable[Any] | None,
+        *,
+        where: Mapping[str, Any] | None,
+        allow_all: bool,
+        timeout: float | None,
+    ) -> int:
+        """Delete by ids or by filter; return the rows deleted (see `Collection.delete`)."""
+        self._pool.check_open()
+        if (ids is None) == (where is None):
+            raise FilterError(
+                "delete() needs ids or where=, not both nor neither: delete([1, 2]) or "
+                "delete(where={'doc_id': 'a'})"
+            )
+        if ids is not None:
+            if isinstance(ids, str | bytes) or not isinstance(ids, Iterable):
+                raise FilterError(f"delete() takes a list of ids, got {ids!r}; write delete([id])")
+            keys = list({self._codec.coerce_id(i) for i in ids})
+            if not keys:
+                return 0
+            sql, params = f"DELETE FROM {self._table} WHERE {self._id_col} = ANY($1)", [keys]
+        else:
+            compiled = compile_filter(where, self._spec.layout.filterable)
+            if compiled.matches_all and not allow_all:
+                raise FilterError(
+                    f"where={where!r} matches every record of {self._spec.name!r}; pass "
+                    "allow_all=True to delete them all"
+                )
+            sql, params = f"DELETE FROM {self._table} WHERE {compiled.sql}", compiled.params
+        try:
+            async with self._pool.acquire() as conn:
+                with translating():
+                    status = await conn.execute(sql, *params, timeout=timeout)
+        finally:
+            self._on_change()
+        return affected(status)
+
+    async def analyze(self, *, timeout: float | None) -> None:
+        """``ANALYZE`` the table: fresh statistics for the planner and the searcher."""
+        async with self._pool.acquire() as conn:
+            with translating():
+                await conn.execute(f"ANALYZE {self._table}", timeout=timeout)
+        self._on_change()
+
     async def _maybe_analyze(self, written: int) -> None:
         """Refresh planner statistics after a large load, so filtered search estimates well.
 
@@ -388,7 +443,7 @@ class Writer:
         if written < _ANALYZE_MIN_ROWS:
             return
         try:
-            async with self._db.transaction() as conn:
+            async with self._pool.transaction() as conn:
                 rows = await conn.fetchval(
                     "SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)", self._table
                 )

@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Literal
 
 import anyio
-import asyncpg
 
 from .._config import MigrationConfig
 from .._errors import (
+    DRIVER_ERRORS,
     ConfigError,
     IrreversibleMigrationError,
     MigrationDriftError,
@@ -38,8 +38,6 @@ from .state import AppliedRow, HistoryEvent
 __all__ = ["MigrationStatus", "Migrator"]
 
 logger = logging.getLogger("vecdb.migrations")
-
-Direction = Literal["up", "down"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -143,7 +141,7 @@ class Migrator:
                 if clean:
                     try:
                         await conn.close(timeout=5)
-                    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                    except DRIVER_ERRORS:  # OSError covers TimeoutError
                         conn.terminate()
                 else:
                     conn.terminate()

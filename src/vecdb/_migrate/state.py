@@ -16,8 +16,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import asyncpg
-
+from .._errors import INVALID_SCHEMA_NAME, UNDEFINED_TABLE, DatabaseError, translating
 from .._typing import Connection
 
 __all__ = [
@@ -158,11 +157,14 @@ async def bootstrap(conn: Connection) -> None:
 async def read_state(conn: Connection) -> dict[tuple[str, int], AppliedRow]:
     """Every row of the state table, keyed by ``(source, version)``."""
     try:
-        rows = await conn.fetch(
-            "SELECT source, version, description, checksum, status, applied_at "
-            "FROM vecdb.migration_state ORDER BY source, version"
-        )
-    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+        with translating():
+            rows = await conn.fetch(
+                "SELECT source, version, description, checksum, status, applied_at "
+                "FROM vecdb.migration_state ORDER BY source, version"
+            )
+    except DatabaseError as exc:
+        if exc.sqlstate not in (UNDEFINED_TABLE, INVALID_SCHEMA_NAME):
+            raise
         # A new database: asking first would cost every connect() a round trip.
         return {}
     return {(r["source"], r["version"]): AppliedRow(**dict(r)) for r in rows}

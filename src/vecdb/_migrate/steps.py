@@ -14,10 +14,9 @@ import random
 from typing import Any, Literal
 
 import anyio
-import asyncpg
 
 from .._config import MigrationConfig
-from .._errors import MigrationError, translate
+from .._errors import DRIVER_ERRORS, LockTimeoutError, MigrationError, translate
 from .._typing import Connection
 from .._version import __version__
 from . import state as _history
@@ -77,8 +76,8 @@ async def run(
                 await _in_transaction(conn, spec, direction, started, config)
             else:
                 await _outside_transaction(conn, spec, direction, started, config)
-        except asyncpg.LockNotAvailableError as exc:
-            if attempt < config.ddl_retries:
+        except Exception as exc:  # noqa: BLE001 - any failure of user code is recorded, then re-raised typed
+            if isinstance(translate(exc), LockTimeoutError) and attempt < config.ddl_retries:
                 attempt += 1
                 delay = config.retry_backoff * 2 ** (attempt - 1)
                 delay *= random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not security
@@ -93,8 +92,6 @@ async def run(
                 )
                 await anyio.sleep(delay)
                 continue
-            await _fail(conn, spec, direction, started, exc)
-        except Exception as exc:  # noqa: BLE001 - any failure of user code is recorded, then re-raised typed
             await _fail(conn, spec, direction, started, exc)
         else:
             elapsed = (dt.datetime.now(dt.UTC) - started).total_seconds() * 1000
@@ -225,7 +222,7 @@ async def _fail(
                 error=f"{type(exc).__name__}: {server_message}",
                 detail={"direction": direction, "invalid_indexes": invalid},
             )
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+    except DRIVER_ERRORS:
         logger.exception("could not record the failure of %s %d", spec.source, spec.version)
     action = "applied" if direction == "up" else "rolled back"
     if spec.transactional:

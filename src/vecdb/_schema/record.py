@@ -30,6 +30,7 @@ import numpy.typing as npt
 import pydantic
 from pydantic_core import core_schema
 
+from .._config import check_int
 from .._errors import ConfigError
 from .._identifiers import validate_identifier
 from .columns import ColumnType
@@ -114,16 +115,7 @@ class Dim:
     n: int
 
     def __post_init__(self) -> None:
-        _check_dim(self.n, "Dim(n)")
-
-
-def _check_dim(n: object, what: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_DIM:
-        raise ConfigError(
-            f"{what} must be an int from 1 to {MAX_DIM} (pgvector's limit), got {n!r}",
-            setting="dim",
-        )
-    return n
+        check_int(self.n, 1, MAX_DIM, name="Dim(n)", why=" (pgvector's limit)", setting="dim")
 
 
 class Record(pydantic.BaseModel):
@@ -300,7 +292,7 @@ def layout(model: type[Record], *, dim: int | None) -> Layout:
             setting="model",
         )
     if dim is not None:
-        _check_dim(dim, "dim")
+        check_int(dim, 1, MAX_DIM, name="dim", why=" (pgvector's limit)")
     fields: list[FieldSpec] = []
     vectors: list[VectorSpec] = []
     id_spec: FieldSpec | None = None

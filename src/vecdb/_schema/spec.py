@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, Self, get_args
 
+from .._config import check_int
 from .._errors import ConfigError
 from .._identifiers import validate_identifier
 from .columns import ColumnType
@@ -42,14 +43,6 @@ ON_DELETE: tuple[str, ...] = get_args(OnDelete)
 SPEC_FORMAT = 1  # the layout of the spec JSON; a bundled migration upgrades old rows
 
 
-def _int_in(value: object, low: int, high: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(
-            f"{what} must be an int from {low} to {high}, got {value!r}", setting=what
-        )
-    return value
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class HNSW:
     """An HNSW index on the vector field(s): pgvector's ``m`` and ``ef_construction``.
@@ -67,8 +60,8 @@ class HNSW:
     ef_construction: int = 64
 
     def __post_init__(self) -> None:
-        _int_in(self.m, 2, 100, "HNSW.m")
-        _int_in(self.ef_construction, 4, 1000, "HNSW.ef_construction")
+        check_int(self.m, 2, 100, name="HNSW.m")
+        check_int(self.ef_construction, 4, 1000, name="HNSW.ef_construction")
         if self.ef_construction < 2 * self.m:
             raise ConfigError(
                 f"HNSW.ef_construction ({self.ef_construction}) must be at least 2 * m "

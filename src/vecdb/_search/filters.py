@@ -54,6 +54,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .._config import check_int
 from .._errors import FilterError
 from .._identifiers import quote_ident
 from .._schema.columns import ColumnType
@@ -123,8 +124,7 @@ def compile_filter(
         FilterError: The filter is malformed, names an unknown or vector field
             or an unknown operator, or holds a value of the wrong type.
     """
-    if isinstance(first_param, bool) or not isinstance(first_param, int) or first_param < 1:
-        raise FilterError(f"first_param must be an int >= 1, got {first_param!r}; pass 1 or more.")
+    check_int(first_param, 1, name="first_param", error=FilterError)
     if where is None or (isinstance(where, Mapping) and not where):
         return CompiledFilter(sql="TRUE", params=[], matches_all=True)
     compiler = _Compiler(fields, first_param, alias)

@@ -1,8 +1,10 @@
-"""The search half of `Collection`: plan, run and explain vector searches.
+"""`Searcher`: plans, runs and explains one collection's vector searches.
 
-`Collection` inherits these methods; they live here so that each module
-stays one idea: writing and managing a collection there, searching it here.
-The strategy itself (which plan, which settings, which SQL) is `planner`.
+A `Collection` owns one and hands it every search; the searcher owns what
+searching needs and nothing else: the statement cache and the planner's
+row estimates (`estimates.EstimateCache`), which the collection's writes
+invalidate through `Searcher.data_changed`. The strategy itself is
+`planner.choose`; the statement is `statements.search_sql`.
 """
 
 from __future__ import annotations
@@ -11,47 +13,35 @@ import asyncio
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
+from typing import Any, Generic
 
 import numpy as np
 import numpy.typing as npt
 
+from .._config import check_int
 from .._errors import ConfigError, translating
 from .._schema.ddl import hnsw_name
-from .._schema.record import Record, VectorSpec
-from .._schema.rows import RecordCodec, check_vectors
+from .._schema.record import VectorSpec
+from .._schema.rows import RecordCodec, check_vectors, query_vector
 from .._schema.spec import CollectionSpec
-from .._typing import AnyConnection
+from .._typing import AnyConnection, Connections, M, VectorInput
+from .estimates import EstimateCache, filter_key
 from .filters import CompiledFilter, compile_filter
 from .planner import (
-    DISTANCE,
     EF_SEARCH_MAX,
-    EstimateCache,
-    Explain,
     Plan,
-    apply_settings,
+    Strategy,
     choose,
     default_ef_search,
     equality_field,
     few_rows,
-    filter_key,
-    query_vector,
-    search_sql,
-    uses_index,
 )
+from .statements import DISTANCE, apply_settings, search_sql, uses_index
 
-if TYPE_CHECKING:
-    from .._schema.columns import ColumnType
-    from .._server.database import Database
-
-__all__ = ["MAX_K", "Hit", "Searching"]
-
-M = TypeVar("M", bound=Record)
+__all__ = ["MAX_K", "Explain", "Hit", "Searcher"]
 
 MAX_K = 10_000
 _SQL_CACHE_SIZE = 256  # distinct (field, filter shape, strategy) per collection
-
-VectorInput: TypeAlias = Sequence[float] | npt.NDArray[Any]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -70,13 +60,29 @@ class Hit(Generic[M]):
     distance: float
 
 
-def _check_int(value: Any, low: int, high: int, name: str) -> int:
-    """``value`` if it is an int in ``low..high``, else `ConfigError` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(
-            f"{name} must be an int from {low} to {high}, got {value!r}", setting=name
-        )
-    return value
+@dataclasses.dataclass(frozen=True, slots=True)
+class Explain:
+    """What ``collection.explain()`` returns.
+
+    Attributes:
+        strategy: ``"hnsw"``, ``"hnsw_iterative"`` or ``"exact"`` (see `docs/search.md`).
+        reason: Why that strategy was chosen.
+        uses_vector_index: Whether PostgreSQL's plan scans the HNSW index.
+        plan: The ``EXPLAIN (FORMAT JSON)`` plan (the top-level object).
+        sql: The search statement.
+        settings: The ``SET LOCAL`` values the search runs with.
+        estimated_rows: The planner's estimate of rows matching the filter.
+        total_rows: The planner's estimate of rows in the collection.
+    """
+
+    strategy: Strategy
+    reason: str
+    uses_vector_index: bool
+    plan: dict[str, Any]
+    sql: str
+    settings: Mapping[str, str]
+    estimated_rows: float | None
+    total_rows: float | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -90,17 +96,31 @@ class _Prepared:
     timeout: float | None
 
 
-class Searching(Generic[M]):
-    """Vector search over a collection's table (mixed into `Collection`)."""
+class Searcher(Generic[M]):
+    """Vector search over one collection's table.
 
-    _db: Database
-    _model: type[M]
-    _spec: CollectionSpec
-    _codec: RecordCodec[M]
-    _fields: Mapping[str, ColumnType]
-    _iterative: bool
-    _estimates: EstimateCache
-    _sql_cache: dict[tuple[str, str, str, bool], str]
+    Args:
+        pool: Where connections come from.
+        spec: The collection's definition.
+        codec: Turns its rows into records.
+        iterative: pgvector has iterative index scans (0.8+).
+    """
+
+    def __init__(
+        self, pool: Connections, spec: CollectionSpec, codec: RecordCodec[M], *, iterative: bool
+    ) -> None:
+        self._pool = pool
+        self._spec = spec
+        self._codec = codec
+        self._model = codec.model
+        self._fields = spec.layout.filterable
+        self._iterative = iterative
+        self._estimates = EstimateCache()
+        self._sql_cache: dict[tuple[str, str, str, bool], str] = {}
+
+    def data_changed(self) -> None:
+        """Forget the row estimates: the collection's data changed a lot (or may have)."""
+        self._estimates.clear()
 
     # -- search --------------------------------------------------------------------------
 
@@ -124,9 +144,9 @@ class Searching(Generic[M]):
         )
 
     def _check_search(self, k: int, ef_search: int | None) -> None:
-        _check_int(k, 1, MAX_K, "k")
+        check_int(k, 1, MAX_K, name="k")
         if ef_search is not None:
-            _check_int(ef_search, 1, EF_SEARCH_MAX, "ef_search")
+            check_int(ef_search, 1, EF_SEARCH_MAX, name="ef_search")
 
     async def _plan(
         self,
@@ -172,7 +192,7 @@ class Searching(Generic[M]):
             estimated_rows=estimated,
             total_rows=total,
             dim=dim,
-            default_ef_search=default_ef_search(self._db.pool_config.server_settings),
+            default_ef_search=default_ef_search(self._pool.config.server_settings),
         )
 
     def _sql(self, vector: VectorSpec, compiled: CompiledFilter, plan: Plan, vectors: bool) -> str:
@@ -200,36 +220,12 @@ class Searching(Generic[M]):
         field: str | None = None,
         timeout: float | None = None,
     ) -> list[Hit[M]]:
-        """The ``k`` records closest to ``vector`` that match ``where``, closest first.
-
-        Example:
-            >>> hits = await chunks.search(q, k=10, where={"year": {"$gte": 2020}})
-            >>> [(h.record.id, h.distance) for h in hits]
-
-        Args:
-            vector: The query (a list or a numpy array of the collection's dimension).
-            k: How many results (1..10000). Fewer only when fewer records match.
-            where: A filter (see `docs/search.md`); ``None`` for all records.
-            ef_search: HNSW's candidate list (1..1000); raised to at least ``k``.
-                Default: the connection's ``hnsw.ef_search`` (pgvector's 40, or
-                ``PoolConfig.server_settings``) unfiltered, 200 or more under a
-                filter (see `docs/search.md`).
-            exact: Compare with every (matching) record instead of using the index.
-            include_vectors: Fetch the vectors too; otherwise the records'
-                vector fields are ``None``.
-            field: The vector field to search, when the model has several.
-            timeout: Seconds for the query; default the pool's command timeout.
-
-        Raises:
-            DimensionMismatchError: The query vector has the wrong length.
-            InvalidVectorError: It holds NaN/infinity, or is zero under cosine.
-            FilterError: The filter is malformed.
-        """
+        """The ``k`` records closest to ``vector`` matching ``where``: see `Collection.search`."""
         spec_v = self._vector_field(field)
         self._check_search(k, ef_search)
         query = query_vector(vector, self._spec, spec_v)
         compiled = compile_filter(where, self._fields, first_param=3)
-        async with self._db.acquire() as conn:
+        async with self._pool.acquire() as conn:
             plan = await self._plan(
                 conn, where, compiled, k=k, ef_search=ef_search, exact=exact, dim=spec_v.dim
             )
@@ -279,25 +275,20 @@ class Searching(Generic[M]):
         concurrency: int | None = None,
         timeout: float | None = None,
     ) -> list[list[Hit[M]]]:
-        """`search` for many query vectors at once, concurrently over the pool.
-
-        The strategy is decided once for the shared filter; queries then run
-        on up to ``concurrency`` pooled connections (default: the pool's
-        ``max_size``). Returns one list of hits per query, in order.
-        """
+        """`search` for many query vectors: see `Collection.search_many`."""
         spec_v = self._vector_field(field)
         self._check_search(k, ef_search)
         if len(vectors) == 0:
             return []
         queries = check_vectors(list(vectors), self._spec, spec_v, queries=True)
-        limit = _check_int(
-            concurrency if concurrency is not None else self._db.pool_config.max_size,
+        limit = check_int(
+            concurrency if concurrency is not None else self._pool.config.max_size,
             1,
             10_000,
-            "concurrency",
+            name="concurrency",
         )
         compiled = compile_filter(where, self._fields, first_param=3)
-        async with self._db.acquire() as conn:
+        async with self._pool.acquire() as conn:
             plan = await self._plan(
                 conn, where, compiled, k=k, ef_search=ef_search, exact=exact, dim=spec_v.dim
             )
@@ -305,7 +296,7 @@ class Searching(Generic[M]):
         gate = asyncio.Semaphore(limit)
 
         async def one(query: npt.NDArray[np.float32]) -> list[Hit[M]]:
-            async with gate, self._db.acquire() as conn:
+            async with gate, self._pool.acquire() as conn:
                 return await self._run(conn, query, prepared)
 
         async with asyncio.TaskGroup() as group:
@@ -324,24 +315,13 @@ class Searching(Generic[M]):
         analyze: bool = False,
         timeout: float | None = None,
     ) -> Explain:
-        """How `search` would run this query: strategy, settings and PostgreSQL's plan.
-
-        Args:
-            vector: The query vector, as for `search`.
-            k: As for `search`.
-            where: As for `search`.
-            ef_search: As for `search`.
-            exact: As for `search`.
-            field: As for `search`.
-            analyze: Run the query (``EXPLAIN ANALYZE, BUFFERS``) for real timings.
-            timeout: Seconds for the statement.
-        """
+        """How `search` would run a query: see `Collection.explain`."""
         spec_v = self._vector_field(field)
         self._check_search(k, ef_search)
         query = query_vector(vector, self._spec, spec_v)
         compiled = compile_filter(where, self._fields, first_param=3)
         options = "ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON"
-        async with self._db.acquire() as conn:
+        async with self._pool.acquire() as conn:
             plan = await self._plan(
                 conn,
                 where,

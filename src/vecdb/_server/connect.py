@@ -13,11 +13,12 @@ import anyio
 import asyncpg
 
 from .._config import MigrationConfig, PoolConfig, env_str, redact_dsn
-from .._errors import ConfigError, ConnectError, translate
+from .._errors import ConfigError, translating
 from .._migrate.base import Migration
 from .._migrate.engine import Migrator
 from .._migrate.sources import load_sources
 from .._typing import Connection
+from . import capabilities
 from . import embedded as _embedded
 from .database import Database
 from .pool import create_pool
@@ -28,60 +29,7 @@ logger = logging.getLogger("vecdb")
 
 MigrateMode = Literal["apply", "check", "off"]
 _MIGRATE_MODES = ("apply", "check", "off")
-_MIN_SERVER = 140000
-_MIN_PGVECTOR = (0, 7)
 _CONNECT_TIMEOUT = 15.0
-
-_PREFLIGHT = """
-SELECT current_setting('server_version_num')::int AS server_version_num,
-       current_setting('server_version') AS server_version,
-       current_database() AS database,
-       (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS installed,
-       -- pg_available_extensions reads every control file on disk: only when needed
-       CASE WHEN NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'vector')
-            THEN (SELECT default_version FROM pg_available_extensions WHERE name = 'vector')
-       END AS available,
-       (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
-       has_database_privilege(current_database(), 'CREATE') AS can_create
-"""
-
-
-def _version_tuple(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split(".") if part.isdigit())
-
-
-async def _preflight(conn: Connection, *, need_create: bool) -> None:
-    """Say clearly what the server lacks, before any migration tries and fails obscurely."""
-    row = await conn.fetchrow(_PREFLIGHT)
-    assert row is not None  # noqa: S101 - a SELECT without FROM returns one row
-    if row["server_version_num"] < _MIN_SERVER:
-        raise ConfigError(
-            f"PostgreSQL {row['server_version']} is too old: vecdb needs PostgreSQL 14 or "
-            "newer. Upgrade the server, or use the embedded one (connect() without a DSN)."
-        )
-    installed, available = row["installed"], row["available"]
-    if installed is None and available is None:
-        raise ConfigError(
-            f"the pgvector extension is not installed on this server (PostgreSQL "
-            f"{row['server_version']}): install it (e.g. `apt install "
-            f"postgresql-{row['server_version_num'] // 10000}-pgvector`, or see "
-            "https://github.com/pgvector/pgvector#installation), or use the embedded "
-            "server by calling connect() without a DSN."
-        )
-    if installed is None and need_create and not row["superuser"]:
-        raise ConfigError(
-            f"the pgvector extension is available but not created in database "
-            f"{row['database']!r}, and this role may not create it (CREATE EXTENSION vector "
-            f"needs a superuser). Ask an administrator to run `CREATE EXTENSION vector;` in "
-            f"{row['database']!r}, then connect again."
-        )
-    version = installed or available
-    if _version_tuple(version) < _MIN_PGVECTOR:
-        raise ConfigError(
-            f"pgvector {version} is too old: vecdb needs 0.7 or newer (0.8 for iterative "
-            "index scans). Upgrade the package on the server, then run "
-            "`ALTER EXTENSION vector UPDATE;`."
-        )
 
 
 class _Connector:
@@ -96,7 +44,9 @@ class _Connector:
         conn = await open_connection(self._dsn, application_name="vecdb-migrate")
         if not self._checked:
             try:
-                await _preflight(conn, need_create=self._need_create)
+                with translating():
+                    found = await capabilities.read(conn)
+                capabilities.check(found, need_create=self._need_create)
             except BaseException:
                 conn.terminate()
                 raise
@@ -106,7 +56,7 @@ class _Connector:
 
 async def open_connection(dsn: str, *, application_name: str) -> Connection:
     """One direct connection, with connection failures turned into `ConnectError`."""
-    try:
+    with translating(connecting_to=redact_dsn(dsn)):
         return await asyncpg.connect(
             dsn,
             timeout=_CONNECT_TIMEOUT,
@@ -117,12 +67,6 @@ async def open_connection(dsn: str, *, application_name: str) -> Connection:
                 "client_connection_check_interval": "1000",
             },
         )
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        reason = translate(exc) or exc
-        raise ConnectError(
-            f"cannot connect to {redact_dsn(dsn)}: {reason}. Check that the server is running "
-            "and the DSN's host, port, database, user and password are right."
-        ) from exc
 
 
 async def _open(
@@ -166,19 +110,21 @@ async def _open(
     elif migrate == "check":
         await migrator.check()
 
-    try:
+    with translating(connecting_to=redact_dsn(dsn)):
         pool_ = await create_pool(dsn, pool_config)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise ConnectError(f"cannot open the pool on {redact_dsn(dsn)}: {translate(exc)}") from exc
+        try:
+            # The first connection of a pool with min_size=0 is made here.
+            found = await pool_.capabilities()
+        except BaseException:
+            await pool_.close()
+            raise
     logger.info(
         "connected to %s in %.1f ms (migrate=%s)",
         f"embedded server {embedded.data_dir}" if embedded else redact_dsn(dsn),
         (time.perf_counter() - started) * 1000,
         migrate,
     )
-    return Database(
-        pool=pool_, pool_config=pool_config, migrator=migrator, dsn=dsn, embedded=embedded
-    )
+    return Database(pool=pool_, capabilities=found, migrator=migrator, dsn=dsn, embedded=embedded)
 
 
 class ConnectCall:

@@ -2,41 +2,32 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
-import enum
 import time
 import warnings
-from collections.abc import AsyncIterator, Generator, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self
-
-import anyio
+from typing import TYPE_CHECKING, Any, Self
 
 from .._collections import collection as _collection
 from .._collections.catalog import CollectionInfo
-from .._collections.collection import DEFAULT_INDEX, Collection, M
+from .._collections.collection import DEFAULT_INDEX, Collection
 from .._config import redact_dsn
-from .._errors import DatabaseClosedError, PoolTimeoutError, translating
+from .._errors import translating
 from .._migrate.engine import MigrationStatus, Migrator
 from .._migrate.state import HistoryEvent
 from .._schema.spec import HNSW, ForeignKey, Metric, Storage
-from .._typing import Pool, PoolConnection
-from .pool import PoolStats
+from .._typing import M, PoolConnection
+from . import capabilities
+from .capabilities import Capabilities
+from .pool import Acquire, ConnectionPool, IsolationLevel, PoolStats
 
 if TYPE_CHECKING:
     from .._config import PoolConfig
     from .embedded import EmbeddedServer
 
-__all__ = ["Database", "Health", "Migrations"]
-
-IsolationLevel = Literal["read_committed", "repeatable_read", "serializable"]
-
-
-class _State(enum.Enum):
-    OPEN = "open"
-    CLOSED = "closed"
+__all__ = ["Database", "Health", "Migrations", "connections"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -68,28 +59,34 @@ class Migrations:
     predates the schema.
     """
 
-    def __init__(self, database: Database, migrator: Migrator) -> None:
-        self._database = database
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        migrator: Migrator,
+        on_change: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._pool = pool
         self._migrator = migrator
+        self._on_change = on_change
 
     async def status(self) -> list[MigrationStatus]:
         """Every known migration per source: applied or pending, when, checksum, drift."""
-        self._database._check_open()
+        self._pool.check_open()
         return await self._migrator.status()
 
     async def plan(self, to: int | None = None, source: str | None = None) -> list[MigrationStatus]:
         """The migrations ``upgrade(to, source)`` would run, in order; applies nothing."""
-        self._database._check_open()
+        self._pool.check_open()
         return await self._migrator.plan(to, source)
 
     async def history(self) -> list[HistoryEvent]:
         """Every event (applied, rolled back, failed, baselined, repaired), oldest first."""
-        self._database._check_open()
+        self._pool.check_open()
         return await self._migrator.history()
 
     async def invalid_indexes(self) -> list[str]:
         """INVALID indexes (``schema.name``) left by failed concurrent builds."""
-        self._database._check_open()
+        self._pool.check_open()
         return await self._migrator.invalid_indexes()
 
     async def upgrade(
@@ -104,10 +101,10 @@ class Migrations:
             MigrationError: A migration failed (it was rolled back; later ones did not run).
             MigrationLockTimeout: Another session held the lock for longer than ``lock_wait``.
         """
-        self._database._check_open()
+        self._pool.check_open()
         applied = await self._migrator.upgrade(to, source)
         if applied:
-            await self._database._schema_changed()
+            await self._on_change()
         return applied
 
     async def rollback(self, to: int, source: str | None = None) -> list[MigrationStatus]:
@@ -119,44 +116,21 @@ class Migrations:
             IrreversibleMigrationError: A migration on the path has no ``down()``;
                 nothing was changed.
         """
-        self._database._check_open()
+        self._pool.check_open()
         reverted = await self._migrator.rollback(to, source)
         if reverted:
-            await self._database._schema_changed()
+            await self._on_change()
         return reverted
 
     async def repair(self) -> list[MigrationStatus]:
         """Accept changed code of applied migrations; each is logged as ``repaired``."""
-        self._database._check_open()
+        self._pool.check_open()
         return await self._migrator.repair()
 
     async def baseline(self, to: int, source: str | None = None) -> list[MigrationStatus]:
         """Record versions 1..``to`` of ``source`` as applied without running them."""
-        self._database._check_open()
+        self._pool.check_open()
         return await self._migrator.baseline(to, source)
-
-
-class _Acquire:
-    """``db.acquire()``: ``async with`` it, or ``await`` it and later ``await db.release(conn)``."""
-
-    __slots__ = ("_conn", "_database", "_timeout")
-
-    def __init__(self, database: Database, timeout: float | None) -> None:
-        self._database = database
-        self._timeout = timeout
-        self._conn: PoolConnection | None = None
-
-    def __await__(self) -> Generator[Any, None, PoolConnection]:
-        return self._database._acquire(self._timeout).__await__()
-
-    async def __aenter__(self) -> PoolConnection:
-        self._conn = await self._database._acquire(self._timeout)
-        return self._conn
-
-    async def __aexit__(self, *exc: object) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await self._database.release(conn)
 
 
 class Database:
@@ -174,35 +148,28 @@ class Database:
     def __init__(
         self,
         *,
-        pool: Pool,
-        pool_config: PoolConfig,
+        pool: ConnectionPool,
+        capabilities: Capabilities,
         migrator: Migrator,
         dsn: str,
         embedded: EmbeddedServer | None,
     ) -> None:
         self._pool = pool
-        self._pool_config = pool_config
+        self._capabilities = capabilities
         self._dsn = dsn
         self._embedded = embedded
-        self._state = _State.OPEN
-        self._migrations = Migrations(self, migrator)
-        self._waiting = 0
-        self._acquisitions = 0
-        self._timeouts = 0
-        self._wait_total = 0.0
-        self._wait_max = 0.0
-        self._retired = 0
+        self._migrations = Migrations(pool, migrator, self._schema_changed)
 
     def __repr__(self) -> str:
         where = f"embedded {self._embedded.data_dir}" if self._embedded else redact_dsn(self._dsn)
-        return f"<vecdb.Database {self._state.value} {where}>"
+        return f"<vecdb.Database {'closed' if self.closed else 'open'} {where}>"
 
     # -- lifecycle ----------------------------------------------------------------
 
     @property
     def closed(self) -> bool:
         """Whether `close()` was called."""
-        return self._state is _State.CLOSED
+        return self._pool.closed
 
     @property
     def embedded(self) -> EmbeddedServer | None:
@@ -212,19 +179,13 @@ class Database:
     @property
     def pool_config(self) -> PoolConfig:
         """The pool's configuration."""
-        return self._pool_config
+        return self._pool.config
 
     @property
     def migrations(self) -> Migrations:
         """Migration status, history, upgrade, rollback and repair."""
-        self._check_open()
+        self._pool.check_open()
         return self._migrations
-
-    def _check_open(self) -> None:
-        if self._state is _State.CLOSED:
-            raise DatabaseClosedError(
-                "this Database is closed and cannot be reopened; call vecdb.connect() again"
-            )
 
     async def close(self, *, timeout: float | None = 10.0) -> None:
         """Close the pool, waiting up to ``timeout`` seconds for connections in use.
@@ -232,18 +193,10 @@ class Database:
         Safe to call more than once. Connections still busy after the timeout
         are terminated.
         """
-        if self._state is _State.CLOSED:
-            return
-        self._state = _State.CLOSED
-        with anyio.CancelScope(shield=True):
-            try:
-                with anyio.fail_after(timeout):
-                    await self._pool.close()
-            except TimeoutError:
-                self._pool.terminate()
+        await self._pool.close(timeout=timeout)
 
     async def __aenter__(self) -> Self:
-        self._check_open()
+        self._pool.check_open()
         return self
 
     async def __aexit__(
@@ -255,7 +208,8 @@ class Database:
         await self.close()
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
-        if getattr(self, "_state", _State.CLOSED) is _State.OPEN:
+        pool = getattr(self, "_pool", None)
+        if pool is not None and not pool.closed:
             _warn(
                 f"unclosed {self!r}: call `await db.close()` or use `async with vecdb.connect()`",
                 ResourceWarning,
@@ -264,13 +218,14 @@ class Database:
             )
 
     async def _schema_changed(self) -> None:
-        # Cached plans and codecs may predate the new schema (asyncpg #103):
-        # renew every connection as it is next released.
-        await self._pool.expire_connections()
+        """After migrations changed the schema: renew connections, read the server again."""
+        await self._pool.schema_changed()
+        with translating():
+            self._capabilities = await self._pool.capabilities()
 
     # -- connections ----------------------------------------------------------------
 
-    def acquire(self, *, timeout: float | None = None) -> _Acquire:
+    def acquire(self, *, timeout: float | None = None) -> Acquire:
         """A pooled connection: ``async with db.acquire() as conn`` (or ``await``, then `release`).
 
         Args:
@@ -281,47 +236,7 @@ class Database:
             PoolTimeoutError: No connection became free in time.
             DatabaseClosedError: The database was closed.
         """
-        self._check_open()
-        return _Acquire(self, timeout)
-
-    async def _acquire(self, timeout: float | None) -> PoolConnection:
-        self._check_open()
-        budget = self._pool_config.acquire_timeout if timeout is None else timeout
-        started = time.perf_counter()
-        self._waiting += 1
-        try:
-            with translating():
-                try:
-                    conn: PoolConnection
-                    if self._pool.get_idle_size():
-                        # A connected, idle connection is there: taking it cannot
-                        # wait, and a timer per acquire is a visible cost on a
-                        # 1 ms query. (asyncpg's pool is LIFO: the newest idle one.)
-                        conn = await self._pool.acquire()
-                    else:
-                        # asyncio.timeout, not acquire(timeout=): asyncpg implements
-                        # the latter with wait_for, a task per acquire.
-                        async with asyncio.timeout(budget):
-                            conn = await self._pool.acquire()
-                except TimeoutError:
-                    # Before translating(): a pool timeout is not a query timeout.
-                    self._timeouts += 1
-                    raise self._pool_timeout(budget) from None
-        finally:
-            self._waiting -= 1
-        waited = (time.perf_counter() - started) * 1000
-        self._acquisitions += 1
-        self._wait_total += waited
-        self._wait_max = max(self._wait_max, waited)
-        return conn
-
-    def _pool_timeout(self, budget: float) -> PoolTimeoutError:
-        stats = self.pool_stats()
-        return PoolTimeoutError(
-            f"no database connection became free within {budget:g}s "
-            f"({stats.in_use} in use of max_size={stats.max_size}, {stats.waiting} waiting). "
-            "Raise PoolConfig.max_size / acquire_timeout, or hold connections for less time."
-        )
+        return self._pool.acquire(timeout=timeout)
 
     async def release(self, conn: PoolConnection) -> None:
         """Return a connection obtained with ``await db.acquire()``.
@@ -329,49 +244,26 @@ class Database:
         A cancelled task still returns its connection (asyncpg shields the
         release); a connection past ``max_lifetime`` is closed instead.
         """
-        lifetime = self._pool_config.max_lifetime
-        born = getattr(conn, "vecdb_born", None)
-        if lifetime is not None and born is not None and time.monotonic() - born > lifetime:
-            self._retired += 1
-            conn.terminate()
         await self._pool.release(conn)
 
-    @contextlib.asynccontextmanager
-    async def transaction(
+    def transaction(
         self,
         *,
         isolation: IsolationLevel | None = None,
         readonly: bool = False,
         timeout: float | None = None,
-    ) -> AsyncIterator[PoolConnection]:
+    ) -> AbstractAsyncContextManager[PoolConnection]:
         """A pooled connection inside a transaction: commits on success, rolls back on error.
 
         Example:
             >>> async with db.transaction() as conn:  # doctest: +SKIP
             ...     await conn.execute("UPDATE ...")
         """
-        async with self.acquire(timeout=timeout) as conn:
-            with translating():
-                async with conn.transaction(isolation=isolation, readonly=readonly):
-                    yield conn
+        return self._pool.transaction(isolation=isolation, readonly=readonly, timeout=timeout)
 
     def pool_stats(self) -> PoolStats:
         """Size, idle, in use and waiting connections, and acquisition counters."""
-        size = self._pool.get_size()
-        idle = self._pool.get_idle_size()
-        return PoolStats(
-            size=size,
-            idle=idle,
-            in_use=size - idle,
-            waiting=self._waiting,
-            min_size=self._pool.get_min_size(),
-            max_size=self._pool.get_max_size(),
-            acquisitions=self._acquisitions,
-            timeouts=self._timeouts,
-            wait_ms_total=self._wait_total,
-            wait_ms_max=self._wait_max,
-            retired=self._retired,
-        )
+        return self._pool.stats()
 
     async def health(self, *, timeout: float | None = 5.0) -> Health:
         """Check the server answers; report versions, recovery state and the pool.
@@ -383,19 +275,13 @@ class Database:
         started = time.perf_counter()
         async with self.acquire(timeout=timeout) as conn:
             with translating():
-                row = await conn.fetchrow(
-                    "SELECT current_setting('server_version') AS server_version, "
-                    "(SELECT extversion FROM pg_extension WHERE extname = 'vector') AS pgvector, "
-                    "pg_is_in_recovery() AS in_recovery",
-                    timeout=timeout,
-                )
-        assert row is not None  # noqa: S101 - a SELECT without FROM returns one row
+                caps = await capabilities.read(conn, timeout=timeout)
         return Health(
             ok=True,
             latency_ms=(time.perf_counter() - started) * 1000,
-            server_version=row["server_version"],
-            pgvector_version=row["pgvector"],
-            in_recovery=row["in_recovery"],
+            server_version=caps.server_version,
+            pgvector_version=caps.pgvector_version,
+            in_recovery=caps.in_recovery,
             pool=self.pool_stats(),
         )
 
@@ -453,7 +339,7 @@ class Database:
             CollectionNotFoundError: A foreign key names a missing collection.
         """
         return await _collection.open_collection(
-            self,
+            self._pool,
             name,
             model,
             dim=dim,
@@ -465,12 +351,12 @@ class Database:
             evolve=evolve,
             schema=schema,
             timeout=timeout,
+            iterative=self._capabilities.iterative_scan,
         )
 
     async def collections(self, *, timeout: float | None = None) -> list[CollectionInfo]:
         """Every collection: name, table, model and stored definition, by name."""
-        self._check_open()
-        return await _collection.list_collections(self, timeout)
+        return await _collection.list_collections(self._pool, timeout)
 
     async def drop_collection(self, name: str, *, timeout: float | None = None) -> None:
         """Drop a collection: its table and catalog row, in one transaction.
@@ -479,5 +365,9 @@ class Database:
             CollectionNotFoundError: No collection has that name.
             ConfigError: Another collection references it by foreign key.
         """
-        self._check_open()
-        await _collection.drop_collection(self, name, timeout)
+        await _collection.drop_collection(self._pool, name, timeout)
+
+
+def connections(db: Database) -> ConnectionPool:
+    """The pool behind ``db``, for the CLI's commands that work below the collection API."""
+    return db._pool

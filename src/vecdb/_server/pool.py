@@ -1,4 +1,10 @@
-"""The asyncpg pool: created after migrations, codecs in ``init``, lifetime-bounded connections.
+"""vecdb's connection pool: asyncpg's pool, with a lifecycle, counters and retirement.
+
+`ConnectionPool` owns everything about handing out connections: acquiring
+with a timeout (and a clear `PoolTimeoutError`), the counters behind
+`PoolStats`, retiring connections past ``max_lifetime``, transactions,
+renewing every connection after a schema change, and closing. `Database`
+and the collections use it; neither touches asyncpg's pool directly.
 
 The pool is created only once migrations have committed, so that the codec
 registration sees the ``vector``/``halfvec`` types and no prepared statement
@@ -7,17 +13,34 @@ predates the schema (asyncpg #103, pgvector-python #33).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import time
-from typing import Any
+from collections.abc import AsyncIterator, Generator
+from typing import Any, Literal
 
+import anyio
 import asyncpg
 
 from .._config import PoolConfig
-from .._typing import Connection, Pool
+from .._errors import DatabaseClosedError, PoolTimeoutError, translating
+from .._typing import Connection, Pool, PoolConnection
+from . import capabilities
 from . import codecs as _codecs
+from .capabilities import Capabilities
 
-__all__ = ["PoolStats", "PooledConnection", "create_pool", "server_settings"]
+__all__ = [
+    "Acquire",
+    "ConnectionPool",
+    "IsolationLevel",
+    "PoolStats",
+    "PooledConnection",
+    "create_pool",
+    "server_settings",
+]
+
+IsolationLevel = Literal["read_committed", "repeatable_read", "serializable"]
 
 
 class PooledConnection(Connection):
@@ -82,7 +105,7 @@ async def _init(conn: Connection) -> None:
         await _codecs.register(conn, schema=schema)
 
 
-async def create_pool(dsn: str, config: PoolConfig) -> Pool:
+async def create_pool(dsn: str, config: PoolConfig) -> ConnectionPool:
     """Open the pool described by ``config`` (``min_size`` connections up front)."""
     pool: Pool = await asyncpg.create_pool(
         dsn,
@@ -95,4 +118,189 @@ async def create_pool(dsn: str, config: PoolConfig) -> Pool:
         connection_class=PooledConnection,
         init=_init,
     )
-    return pool
+    return ConnectionPool(pool, config)
+
+
+class Acquire:
+    """``pool.acquire()``: ``async with`` it, or ``await`` it, then ``await pool.release(conn)``."""
+
+    __slots__ = ("_conn", "_pool", "_timeout")
+
+    def __init__(self, pool: ConnectionPool, timeout: float | None) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self._conn: PoolConnection | None = None
+
+    def __await__(self) -> Generator[Any, None, PoolConnection]:
+        return self._pool._acquire(self._timeout).__await__()
+
+    async def __aenter__(self) -> PoolConnection:
+        self._conn = await self._pool._acquire(self._timeout)
+        return self._conn
+
+    async def __aexit__(self, *exc: object) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self._pool.release(conn)
+
+
+class ConnectionPool:
+    """The pool every `Database` and collection draws connections from.
+
+    Args:
+        pool: The asyncpg pool (made by `create_pool`).
+        config: Its configuration.
+    """
+
+    def __init__(self, pool: Pool, config: PoolConfig) -> None:
+        self._pool = pool
+        self._config = config
+        self._closed = False
+        self._waiting = 0
+        self._acquisitions = 0
+        self._timeouts = 0
+        self._wait_total = 0.0
+        self._wait_max = 0.0
+        self._retired = 0
+
+    @property
+    def config(self) -> PoolConfig:
+        """The pool's configuration."""
+        return self._config
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close` was called."""
+        return self._closed
+
+    def check_open(self) -> None:
+        """Raise `DatabaseClosedError` once the pool is closed."""
+        if self._closed:
+            raise DatabaseClosedError(
+                "this Database is closed and cannot be reopened; call vecdb.connect() again"
+            )
+
+    def acquire(self, *, timeout: float | None = None) -> Acquire:
+        """A pooled connection (``async with``, or ``await`` then `release`).
+
+        Raises:
+            PoolTimeoutError: No connection became free within ``timeout``
+                (default ``PoolConfig.acquire_timeout``).
+            DatabaseClosedError: The pool was closed.
+        """
+        self.check_open()
+        return Acquire(self, timeout)
+
+    async def _acquire(self, timeout: float | None) -> PoolConnection:
+        self.check_open()
+        budget = self._config.acquire_timeout if timeout is None else timeout
+        started = time.perf_counter()
+        self._waiting += 1
+        try:
+            with translating():
+                try:
+                    conn: PoolConnection
+                    if self._pool.get_idle_size():
+                        # A connected, idle connection is there: taking it cannot
+                        # wait, and a timer per acquire is a visible cost on a
+                        # 1 ms query. (asyncpg's pool is LIFO: the newest idle one.)
+                        conn = await self._pool.acquire()
+                    else:
+                        # asyncio.timeout, not acquire(timeout=): asyncpg implements
+                        # the latter with wait_for, a task per acquire.
+                        async with asyncio.timeout(budget):
+                            conn = await self._pool.acquire()
+                except TimeoutError:
+                    # Before translating(): a pool timeout is not a query timeout.
+                    self._timeouts += 1
+                    raise self._timeout_error(budget) from None
+        finally:
+            self._waiting -= 1
+        waited = (time.perf_counter() - started) * 1000
+        self._acquisitions += 1
+        self._wait_total += waited
+        self._wait_max = max(self._wait_max, waited)
+        return conn
+
+    def _timeout_error(self, budget: float) -> PoolTimeoutError:
+        stats = self.stats()
+        return PoolTimeoutError(
+            f"no database connection became free within {budget:g}s "
+            f"({stats.in_use} in use of max_size={stats.max_size}, {stats.waiting} waiting). "
+            "Raise PoolConfig.max_size / acquire_timeout, or hold connections for less time."
+        )
+
+    async def release(self, conn: PoolConnection) -> None:
+        """Return a connection; one past ``max_lifetime`` is closed instead.
+
+        A cancelled task still returns its connection (asyncpg shields the release).
+        """
+        lifetime = self._config.max_lifetime
+        born = getattr(conn, "vecdb_born", None)
+        if lifetime is not None and born is not None and time.monotonic() - born > lifetime:
+            self._retired += 1
+            conn.terminate()
+        await self._pool.release(conn)
+
+    @contextlib.asynccontextmanager
+    async def transaction(
+        self,
+        *,
+        isolation: IsolationLevel | None = None,
+        readonly: bool = False,
+        timeout: float | None = None,
+    ) -> AsyncIterator[PoolConnection]:
+        """A pooled connection inside a transaction: commits on success, rolls back on error."""
+        async with self.acquire(timeout=timeout) as conn:
+            with translating():
+                async with conn.transaction(isolation=isolation, readonly=readonly):
+                    yield conn
+
+    def stats(self) -> PoolStats:
+        """Size, idle, in use and waiting connections, and acquisition counters."""
+        size = self._pool.get_size()
+        idle = self._pool.get_idle_size()
+        return PoolStats(
+            size=size,
+            idle=idle,
+            in_use=size - idle,
+            waiting=self._waiting,
+            min_size=self._pool.get_min_size(),
+            max_size=self._pool.get_max_size(),
+            acquisitions=self._acquisitions,
+            timeouts=self._timeouts,
+            wait_ms_total=self._wait_total,
+            wait_ms_max=self._wait_max,
+            retired=self._retired,
+        )
+
+    async def capabilities(self) -> Capabilities:
+        """Read what the server can do (not counted in `stats`: vecdb's own bookkeeping).
+
+        Driver errors are the caller's to translate (at connect, they name the server).
+        """
+        self.check_open()
+        async with self._pool.acquire() as conn:
+            return await capabilities.read(conn)
+
+    async def schema_changed(self) -> None:
+        """Renew every connection as it is next released (after DDL or migrations).
+
+        Cached plans and codecs may predate the new schema (asyncpg #103).
+        """
+        await self._pool.expire_connections()
+
+    async def close(self, *, timeout: float | None = 10.0) -> None:
+        """Close, waiting up to ``timeout`` for connections in use, then terminating them.
+
+        Safe to call more than once; shielded from cancellation.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            try:
+                with anyio.fail_after(timeout):
+                    await self._pool.close()
+            except TimeoutError:
+                self._pool.terminate()

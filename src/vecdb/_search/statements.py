@@ -1,0 +1,82 @@
+"""The search statement, its ``SET LOCAL`` settings, and reading its plan.
+
+The statement binds ``$1`` the query vector, ``$2`` k, then the filter's
+values; identifiers are quoted, every value bound. Settings are applied with
+``set_config(name, value, true)`` inside the query's transaction, so none
+outlives it on a pooled connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .._identifiers import qualified, quote_ident
+from .._schema.ddl import OPERATORS
+from .._schema.record import VectorSpec
+from .._schema.spec import CollectionSpec
+from .._typing import AnyConnection
+from .filters import CompiledFilter
+from .planner import Strategy
+
+__all__ = ["DISTANCE", "apply_settings", "search_sql", "uses_index"]
+
+DISTANCE = "_vecdb_distance"  # underscore names cannot be pydantic fields: no collision
+
+
+async def apply_settings(conn: AnyConnection, settings: Mapping[str, str]) -> None:
+    """``SET LOCAL`` every setting in one round trip (names and values bound)."""
+    calls: list[str] = []
+    params: list[str] = []
+    for name, value in settings.items():
+        n = len(params) + 1
+        if value.startswith("max:"):
+            # greatest(k, the current value): current_setting(..., true) is NULL
+            # while pgvector is not loaded in this session; 40 is its default.
+            params += [name, value[4:]]
+            calls.append(
+                f"set_config(${n}, greatest((${n + 1}::text)::int, "
+                f"coalesce(current_setting(${n}, true), '40')::int)::text, true)"
+            )
+        else:
+            params += [name, value]
+            calls.append(f"set_config(${n}, ${n + 1}, true)")
+    await conn.execute("SELECT " + ", ".join(calls), *params)
+
+
+def search_sql(
+    spec: CollectionSpec,
+    vector: VectorSpec,
+    columns: tuple[str, ...],
+    where: CompiledFilter,
+    strategy: Strategy,
+) -> str:
+    """The search statement: ``$1`` the query vector, ``$2`` k, then the filter's values.
+
+    The filter must have been compiled with ``first_param=3``.
+    """
+    distance = (
+        f"{quote_ident(vector.name)} {OPERATORS[spec.metric]} "
+        f"$1::{spec.vector_type.value}({int(vector.dim)})"
+    )
+    select = ", ".join(quote_ident(c) for c in columns)
+    table = qualified(spec.schema, spec.table)
+    cond = "" if where.matches_all else f" WHERE {where.sql}"
+    if strategy == "hnsw_iterative":
+        # relaxed_order returns rows slightly out of order: re-sort outside a
+        # MATERIALIZED CTE (so the planner cannot fold the two sorts into one).
+        return (
+            f"WITH c AS MATERIALIZED (SELECT {select}, {distance} AS {DISTANCE} "
+            f"FROM {table}{cond} ORDER BY {DISTANCE} LIMIT $2) "
+            f"SELECT * FROM c ORDER BY {DISTANCE}"
+        )
+    return (
+        f"SELECT {select}, {distance} AS {DISTANCE} FROM {table}{cond} ORDER BY {DISTANCE} LIMIT $2"
+    )
+
+
+def uses_index(plan: Mapping[str, Any], index: str) -> bool:
+    """Whether a plan (``EXPLAIN (FORMAT JSON)`` node) scans ``index`` anywhere."""
+    if plan.get("Index Name") == index:
+        return True
+    return any(uses_index(child, index) for child in plan.get("Plans", ()))
