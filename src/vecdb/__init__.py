@@ -42,6 +42,7 @@ from ._errors import (
 from ._migrate.base import Migration
 from ._migrate.engine import MigrationStatus
 from ._migrate.state import HistoryEvent
+from ._schema.partitioning import PartitionInfo, TimePartitions, ValuePartitions
 from ._schema.record import Dim, Record, Vector
 from ._schema.spec import HNSW, ForeignKey, Metric, Storage
 from ._search.searcher import Explain, Hit
@@ -87,6 +88,7 @@ __all__ = [
     "MigrationLockTimeout",
     "MigrationStatus",
     "Migrations",
+    "PartitionInfo",
     "PendingMigrationsError",
     "PoolConfig",
     "PoolStats",
@@ -97,7 +99,9 @@ __all__ = [
     "SchemaMismatchError",
     "SchemaTooNewError",
     "Storage",
+    "TimePartitions",
     "TimeoutError",
+    "ValuePartitions",
     "VecdbError",
     "Vector",
     "__version__",

@@ -93,3 +93,26 @@ async def main(db: vecdb.Database, q: npt.NDArray[np.float32]) -> None:
         [written, many, deleted, total, best, distance, exact, batches, uses, infos, metric,
          storage, documents]
     )  # fmt: skip
+
+
+class Visit(vecdb.Record):
+    id: int
+    at: dt.datetime
+    site: str
+    embedding: vecdb.Vector
+
+
+async def partitioned(db: vecdb.Database) -> tuple[list[int], list[object], int]:
+    visits = await db.collection(
+        "visits",
+        Visit,
+        dim=3,
+        partition=vecdb.TimePartitions("at", interval="week", premake=2),
+    )
+    by_site = await db.collection("by_site", Visit, dim=3, partition=vecdb.ValuePartitions("site"))
+    infos: list[vecdb.PartitionInfo] = await visits.partitions()
+    sizes: list[int] = [p.rows + p.total_bytes for p in infos]
+    values = [p.value for p in await by_site.partitions()]
+    now = dt.datetime.now(dt.UTC)
+    moved: int = await visits.upsert([Visit(id=1, at=now, site="a", embedding=[1.0, 0.0, 0.0])])
+    return sizes, values, moved

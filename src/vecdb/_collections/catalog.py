@@ -33,6 +33,7 @@ from .._schema.record import FieldSpec
 from .._schema.spec import CollectionSpec, diff
 from .._typing import AnyConnection
 from .._version import __version__
+from . import partitions
 
 __all__ = ["CollectionInfo", "drop", "list_all", "load", "open_or_create", "save_spec"]
 
@@ -129,6 +130,18 @@ def stored_spec(info: CollectionInfo) -> CollectionSpec:
     return CollectionSpec.from_json(info.name, info.schema, info.table, info.spec)
 
 
+def _referenced_table(target: CollectionSpec) -> tuple[str, str]:
+    """The table a foreign key to ``target``'s ids references.
+
+    A partitioned table's ids are unique only with the partition key, so a
+    foreign key to a partitioned collection references its id registry, which
+    holds every id once, in whichever partition (or archive) the row lives.
+    """
+    if target.partitioning is not None:
+        return target.schema, _ddl.registry_name(target)
+    return target.schema, target.table
+
+
 async def _references(conn: AnyConnection, spec: CollectionSpec) -> dict[str, tuple[str, str]]:
     """Check each foreign key's target and return its ``(schema, table)``."""
     found: dict[str, tuple[str, str]] = {}
@@ -148,7 +161,7 @@ async def _references(conn: AnyConnection, spec: CollectionSpec) -> dict[str, tu
                 setting="foreign_keys",
             )
         if fk.collection == spec.name:
-            target_id, where = spec.layout.id.type, (spec.schema, spec.table)
+            target_id, where = spec.layout.id.type, _referenced_table(spec)
         else:
             info = await load(conn, fk.collection)
             if info is None:
@@ -158,7 +171,7 @@ async def _references(conn: AnyConnection, spec: CollectionSpec) -> dict[str, tu
                     name=fk.collection,
                 )
             target = stored_spec(info)
-            target_id, where = target.layout.id.type, (target.schema, target.table)
+            target_id, where = target.layout.id.type, _referenced_table(target)
         if types[field] != target_id:
             raise ConfigError(
                 f"foreign key {field!r} is {types[field].value} but {fk.collection}.id is "
@@ -192,12 +205,17 @@ async def _create(conn: AnyConnection, spec: CollectionSpec, model: str) -> None
     references = await _references(conn, spec)
     if spec.schema != "public":
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(spec.schema)}")
+    if spec.partitioning is not None:
+        # Before the table: a foreign key of the collection to itself references it.
+        await conn.execute(_ddl.create_registry(spec))
     await conn.execute(_ddl.create_table(spec, references))
     for statement in _ddl.filter_indexes(spec).values():
         await conn.execute(statement)
     if spec.index is not None:
         for vector in spec.layout.vectors:
             await conn.execute(_ddl.hnsw_index(spec, vector))
+    if spec.partitioning is not None:
+        await partitions.premake(conn, spec, dt.datetime.now(dt.UTC))
     await conn.execute(
         "INSERT INTO vecdb.collections (name, schema_name, table_name, model, spec, "
         "library_version) VALUES ($1, $2, $3, $4, $5::jsonb, $6)",
@@ -319,6 +337,7 @@ async def drop(conn: AnyConnection, name: str) -> None:
             "drop those first",
             setting="name",
         )
-    await conn.execute(_ddl.drop_table(stored_spec(info)))
+    for statement in _ddl.drop_table(stored_spec(info)):
+        await conn.execute(statement)
     await conn.execute("DELETE FROM vecdb.collections WHERE name = $1", name)
     logger.info("dropped collection %s", name)

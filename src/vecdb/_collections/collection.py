@@ -7,6 +7,7 @@ and `docs/search.md`.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeAlias
@@ -16,6 +17,8 @@ import numpy.typing as npt
 from .._errors import ConfigError, translating
 from .._identifiers import qualified, quote_ident
 from .._schema import spec as _spec
+from .._schema.ddl import registry_name
+from .._schema.partitioning import PartitionInfo, Partitioning
 from .._schema.rows import RecordCodec
 from .._schema.spec import HNSW, CollectionSpec, ForeignKey, Metric, Storage
 from .._search.filters import compile_filter
@@ -23,6 +26,7 @@ from .._search.searcher import Explain, Hit, Searcher
 from .._typing import Connections, M, VectorInput
 from . import catalog as _catalog
 from . import indexing as _indexing
+from . import partitions as _partitions
 from .indexing import ProgressCallback
 from .writer import Writer
 
@@ -167,10 +171,17 @@ class Collection(Generic[M]):
         key = self._codec.coerce_id(id)
         columns = self._select if include_vectors else self._select_scalars
         id_col = quote_ident(self._spec.layout.id.name)
+        where = f"{id_col} = $1"
+        if self._spec.partitioning is not None:
+            # The registry names the partition: the executor prunes the others
+            # (an index probe on one partition instead of one on each).
+            part = quote_ident(self._spec.partitioning.field)
+            registry = qualified(self._spec.schema, registry_name(self._spec))
+            where += f" AND {part} = (SELECT {part} FROM {registry} WHERE {id_col} = $1)"
         async with self._pool.acquire() as conn:
             with translating():
                 row = await conn.fetchrow(
-                    f"SELECT {columns} FROM {self._table} WHERE {id_col} = $1", key, timeout=timeout
+                    f"SELECT {columns} FROM {self._table} WHERE {where}", key, timeout=timeout
                 )
         return None if row is None else self._codec.from_row(row, with_vectors=include_vectors)
 
@@ -348,6 +359,28 @@ class Collection(Generic[M]):
             timeout=timeout,
         )
 
+    # -- partitions ------------------------------------------------------------------------
+
+    async def partitions(self, *, timeout: float | None = None) -> list[PartitionInfo]:
+        """The collection's partitions: name, bounds (or value), rows and bytes.
+
+        Example:
+            >>> for p in await events.partitions():
+            ...     print(p.name, p.lower, p.upper, p.rows, p.total_bytes)
+
+        Raises:
+            ConfigError: The collection is not partitioned.
+        """
+        if self._spec.partitioning is None:
+            raise ConfigError(
+                f"collection {self.name!r} is not partitioned; create it with "
+                "partition=vecdb.TimePartitions(...) or vecdb.ValuePartitions(...)",
+                setting="partition",
+            )
+        async with self._pool.acquire(timeout=timeout) as conn:
+            with translating():
+                return await _partitions.list_partitions(conn, self._spec)
+
     # -- indexes ---------------------------------------------------------------------------
 
     async def create_index(
@@ -423,6 +456,7 @@ async def open_collection(
     schema: str,
     timeout: float | None,
     iterative: bool,
+    partition: Partitioning | None = None,
 ) -> Collection[M]:
     """Create or open a collection (the body of ``db.collection()``).
 
@@ -440,6 +474,7 @@ async def open_collection(
         schema: The table's schema.
         timeout: Seconds to wait for a pooled connection.
         iterative: The server's pgvector has iterative index scans (0.8+).
+        partition: How the table is partitioned, or ``None``.
     """
     pool.check_open()
     given = _spec.make_spec(
@@ -452,6 +487,7 @@ async def open_collection(
         filterable=filterable,
         foreign_keys=foreign_keys,
         schema=schema,
+        partition=partition,
     )
     async with pool.transaction(timeout=timeout) as conn:
         before = await _catalog.load(conn, name)
@@ -459,6 +495,11 @@ async def open_collection(
             conn, given, f"{model.__module__}.{model.__qualname__}", evolve=evolve
         )
         changed = before is None or before.spec != spec.to_json()
+    if before is not None and spec.partitioning is not None:
+        # At creation they were made with the table; at open, time has moved on.
+        async with pool.transaction(timeout=timeout) as conn:
+            made = await _partitions.premake(conn, spec, dt.datetime.now(dt.UTC))
+        changed = changed or bool(made)
     if changed:
         # New or altered tables: make sure no pooled connection keeps a plan
         # or a type cache from before (asyncpg #103).

@@ -239,6 +239,17 @@ async def _build_one(
     progress: ProgressCallback | None,
     timeout: float | None,
 ) -> None:
+    if spec.partitioning is not None:
+        await _build_partitioned(
+            pool,
+            conn,
+            spec,
+            vector=vector,
+            concurrently=concurrently,
+            progress=progress,
+            timeout=timeout,
+        )
+        return
     name = _ddl.hnsw_name(spec, vector)
     temp = _ddl.index_name(spec.table, vector.name, "hnsw_new")
     limit = statement_limit(timeout)
@@ -287,6 +298,95 @@ async def _build_one(
     if progress is not None:
         await _report(progress, IndexProgress(name, "done"))
     logger.info("built %s on %s.%s", name, spec.schema, spec.table)
+
+
+_PARTITIONS = """
+SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = to_regclass($1) ORDER BY c.relname
+"""
+
+
+async def _build_partitioned(
+    pool: Connections,
+    conn: AnyConnection,
+    spec: CollectionSpec,
+    *,
+    vector: Any,
+    concurrently: bool,
+    progress: ProgressCallback | None,
+    timeout: float | None,
+) -> None:
+    """(Re)build one vector field's HNSW index on every partition, then swap it in.
+
+    PostgreSQL refuses ``CREATE INDEX CONCURRENTLY`` on a partitioned table.
+    So: an index ``ON ONLY`` the parent (INVALID until complete), a build per
+    partition (``CONCURRENTLY`` when asked: no partition is locked against
+    writes), each attached to it; once every partition's is attached the
+    parent's index is valid, and replaces the old one. Partitions made while
+    this runs get the index the parent has when they are attached.
+    """
+    name = _ddl.hnsw_name(spec, vector)
+    temp = _ddl.index_name(spec.table, vector.name, "hnsw_new")
+    limit = statement_limit(timeout)
+    parent = qualified(spec.schema, spec.table)
+    # Leftovers of an interrupted build (a partitioned index cannot be dropped
+    # CONCURRENTLY; dropping it drops its partitions' indexes too).
+    await _drop(conn, spec, temp, concurrently=False, timeout=timeout)
+    definition = _ddl.hnsw_index(spec, vector, name=temp)
+    await conn.execute(definition.replace(f"ON {parent} USING", f"ON ONLY {parent} USING", 1))
+    children = [row[0] for row in await conn.fetch(_PARTITIONS, parent)]
+    for child in children:
+        child_spec = dataclasses.replace(spec, table=child, partitioning=None)
+        index = _ddl.index_name(child, vector.name, "hnsw_new")
+        await _drop(conn, child_spec, index, concurrently=concurrently, timeout=timeout)
+        statement = _ddl.hnsw_index(child_spec, vector, name=index, concurrently=concurrently)
+        logger.info("building %s on %s.%s: %s", index, spec.schema, child, spec.index)
+        poller = None
+        if progress is not None:
+            poller = asyncio.create_task(_poll(pool, conn.get_server_pid(), index, progress))
+        try:
+            if concurrently:
+                await conn.execute(statement, timeout=limit)
+            else:
+                async with conn.transaction():
+                    await conn.execute(statement, timeout=limit)
+        finally:
+            if poller is not None:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
+        if await _index_state(conn, spec, index) is not True:
+            await _drop(conn, child_spec, index, concurrently=concurrently, timeout=timeout)
+            raise DatabaseError(
+                f"building index {index} on {spec.schema}.{child} left it INVALID; it was "
+                "dropped. Check the server log (out of memory or disk?), then call "
+                "create_index() again"
+            )
+        await conn.execute(
+            f"ALTER INDEX {qualified(spec.schema, temp)} "
+            f"ATTACH PARTITION {qualified(spec.schema, index)}"
+        )
+    if await _index_state(conn, spec, temp) is not True:
+        raise DatabaseError(
+            f"the new index {temp} of {spec.schema}.{spec.table} is not valid after building "
+            "it on every partition (a partition was added meanwhile?); call create_index() again"
+        )
+    async with conn.transaction():
+        await _drop(conn, spec, name, concurrently=False, timeout=timeout)
+        await _rename(conn, spec, temp, name)
+        for child in children:
+            # Standard names again, so that the next build's temporary ones are free.
+            new = _ddl.index_name(child, vector.name, "hnsw_new")
+            await _rename(conn, spec, new, _ddl.index_name(child, vector.name, "hnsw"))
+    if progress is not None:
+        await _report(progress, IndexProgress(name, "done"))
+    logger.info(
+        "built %s on %s.%s and its %d partitions", name, spec.schema, spec.table, len(children)
+    )
+
+
+async def _rename(conn: AnyConnection, spec: CollectionSpec, old: str, new: str) -> None:
+    await conn.execute(f"ALTER INDEX {qualified(spec.schema, old)} RENAME TO {quote_ident(new)}")
 
 
 _HNSW_INDEXES = """

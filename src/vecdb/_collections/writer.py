@@ -28,12 +28,14 @@ from typing import Any, Literal
 from .._config import check_int
 from .._errors import DuplicateRecordError, FilterError, LockTimeoutError, translating
 from .._identifiers import qualified, quote_ident
+from .._schema.ddl import registry_name
 from .._schema.record import Record
 from .._schema.rows import RecordCodec
 from .._schema.spec import CollectionSpec
 from .._search.filters import compile_filter
 from .._typing import AnyConnection, Connections
 from . import indexing as _indexing
+from . import partitions as _partitions
 
 __all__ = ["REBUILD_MIN_ROWS", "WRITE_CHUNK", "Writer", "affected"]
 
@@ -65,6 +67,7 @@ class _Chunk:
     start: int  # position of its first record in the whole input
     internal: bool  # an id appears more than once within the chunk
     earlier: list[Any]  # ids that an earlier chunk of the same transaction gave
+    keys: set[Any]  # the partitions its rows go to (partitioned collections only)
 
     def last_wins(self) -> list[tuple[Any, ...]]:
         """The rows with one per id, the last one, in input order."""
@@ -140,6 +143,7 @@ class Writer:
         self._id_col = quote_ident(spec.layout.id.name)
         self._stage_name = _STAGE_PREFIX + spec.name
         self._stage_table = quote_ident(self._stage_name)
+        self._partitions = _partitions.Partitions(spec) if spec.partitioning is not None else None
 
     async def write(
         self,
@@ -212,7 +216,12 @@ class Writer:
                     "once (or use upsert(), where the last one wins). Nothing was written.",
                     ids=repeats,
                 )
-            yield _Chunk(rows, ids, position, internal, earlier)
+            keys = (
+                self._partitions.keys(rows, ids, position)
+                if self._partitions is not None
+                else set()
+            )
+            yield _Chunk(rows, ids, position, internal, earlier, keys)
             position += len(items)
 
     async def _transaction(
@@ -227,6 +236,8 @@ class Writer:
         size = sum(len(c.rows) for c in head)
         rows = str(size) if rest is None else f"{size}+"  # for the log: a stream may go on
         chunks = _chain(head, rest)
+        if self._partitions is not None:
+            return await self._partitioned(mode, chunks, rows=rows, timeout=limit)
         async with self._pool.acquire() as conn:
             with translating():
                 # A first look outside the transaction, so that it holds no lock
@@ -322,6 +333,38 @@ class Writer:
             )
         return written
 
+    async def _stage(
+        self, conn: AnyConnection, chunks: AsyncIterator[_Chunk], *, timeout: float
+    ) -> tuple[bool, set[Any]]:
+        """COPY every chunk into a new staging table; return (ids repeat, partition keys)."""
+        await conn.execute(
+            f"CREATE TEMP TABLE {self._stage_table} (LIKE {self._table}, {_ORD} bigint) "
+            "ON COMMIT DROP",
+            timeout=timeout,
+        )
+        dedupe = False
+        keys: set[Any] = set()
+        async for chunk in chunks:
+            await conn.copy_records_to_table(
+                self._stage_name,
+                records=chunk.staged(),
+                columns=[*self._spec.layout.columns, _ORD],
+                timeout=timeout,
+            )
+            dedupe = dedupe or chunk.internal or bool(chunk.earlier)
+            keys |= chunk.keys
+        return dedupe, keys
+
+    def _source(self, *, dedupe: bool) -> str:
+        """The staged rows, one per id (the last given) when ids repeat."""
+        cols = self._select
+        if not dedupe:
+            return f"SELECT {cols} FROM {self._stage_table}"
+        return (
+            f"SELECT DISTINCT ON ({self._id_col}) {cols} FROM {self._stage_table} "
+            f"ORDER BY {self._id_col}, {_ORD} DESC"
+        )
+
     async def _stage_and_merge(
         self,
         conn: AnyConnection,
@@ -333,35 +376,77 @@ class Writer:
     ) -> int:
         """COPY into a staging table, then merge it into the table in one statement."""
         logger.debug("writing %s rows to %s through a staging table", rows, self._table)
+        dedupe, _ = await self._stage(conn, chunks, timeout=timeout)
+        return await self._merge(conn, mode, dedupe=dedupe, timeout=timeout)
+
+    async def _partitioned(
+        self, mode: str, chunks: AsyncIterator[_Chunk], *, rows: str, timeout: float
+    ) -> int:
+        """Write into a partitioned collection: partitions first, then ids, then rows.
+
+        In one transaction: COPY into staging; make the partitions the rows
+        need (a lock on the parent only when one is missing, taken before any
+        row is touched); lock the id registry rows of every staged id (in id
+        order, so two writers cannot deadlock) and, in a statement that starts
+        after those locks, move the rows whose partition key changed; then
+        merge. Whoever writes one id waits for the other's commit, and the row
+        ends in exactly one partition.
+        """
+        assert self._partitions is not None  # noqa: S101 - partitioned collections only
+        logger.debug("writing %s rows to partitioned %s", rows, self._table)
+        try:
+            async with self._pool.acquire() as conn:
+                with translating():
+                    async with conn.transaction():
+                        dedupe, keys = await self._stage(conn, chunks, timeout=timeout)
+                        await self._partitions.make(conn, keys)
+                        return await self._merge(conn, mode, dedupe=dedupe, timeout=timeout)
+        except BaseException:
+            # Partitions made in a transaction that rolled back are gone.
+            self._partitions.forget()
+            raise
+
+    async def _claim_ids(self, conn: AnyConnection, source: str, *, timeout: float) -> None:
+        """Register and lock every staged id; move rows whose partition key changes."""
+        registry = qualified(self._spec.schema, registry_name(self._spec))
+        key = quote_ident(self._spec.partition_key or "")
+        id_col = self._id_col
         await conn.execute(
-            f"CREATE TEMP TABLE {self._stage_table} (LIKE {self._table}, {_ORD} bigint) "
-            "ON COMMIT DROP",
+            f"INSERT INTO {registry} ({id_col}, {key}) SELECT {id_col}, {key} FROM ({source}) s "
+            f"ORDER BY {id_col} ON CONFLICT ({id_col}) DO NOTHING",
             timeout=timeout,
         )
-        dedupe = False
-        async for chunk in chunks:
-            await conn.copy_records_to_table(
-                self._stage_name,
-                records=chunk.staged(),
-                columns=[*self._spec.layout.columns, _ORD],
-                timeout=timeout,
-            )
-            dedupe = dedupe or chunk.internal or bool(chunk.earlier)
-        return await self._merge(conn, mode, dedupe=dedupe, timeout=timeout)
+        await conn.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {registry} r JOIN ({source}) s "
+            f"ON s.{id_col} = r.{id_col} ORDER BY r.{id_col} FOR UPDATE OF r) locked",
+            timeout=timeout,
+        )
+        # A new statement, so a new snapshot: it sees what writers of these ids
+        # committed while this transaction waited for their locks.
+        await conn.execute(
+            f"WITH src AS ({source}), moved AS ("
+            f"SELECT r.{id_col} AS id, r.{key} AS old_key FROM {registry} r "
+            f"JOIN src ON src.{id_col} = r.{id_col} WHERE r.{key} IS DISTINCT FROM src.{key}), "
+            f"gone AS (DELETE FROM {self._table} t USING moved m "
+            f"WHERE t.{id_col} = m.id AND t.{key} = m.old_key) "
+            f"UPDATE {registry} r SET {key} = src.{key} FROM src "
+            f"WHERE r.{id_col} = src.{id_col} AND r.{key} IS DISTINCT FROM src.{key}",
+            timeout=timeout,
+        )
 
     async def _merge(self, conn: AnyConnection, mode: str, *, dedupe: bool, timeout: float) -> int:
         cols = self._select
-        id_col = quote_ident(self._spec.layout.id.name)
-        source = f"SELECT {cols} FROM {self._stage_table}"
-        if dedupe:
-            source = (
-                f"SELECT DISTINCT ON ({id_col}) {cols} FROM {self._stage_table} "
-                f"ORDER BY {id_col}, {_ORD} DESC"
-            )
+        id_col = self._id_col
+        source = self._source(dedupe=dedupe)
+        partitioned = self._partitions is not None
+        # The ids that exist: a partitioned table's are in its registry.
+        ids_table = (
+            qualified(self._spec.schema, registry_name(self._spec)) if partitioned else self._table
+        )
         if mode == "insert":
             existing = await conn.fetchval(
                 f"SELECT array_agg(s.{id_col} ORDER BY s.{_ORD}) FROM {self._stage_table} s "
-                f"JOIN {self._table} t ON t.{id_col} = s.{id_col}",
+                f"JOIN {ids_table} t ON t.{id_col} = s.{id_col}",
                 timeout=timeout,
             )
             if existing:
@@ -372,18 +457,29 @@ class Writer:
                 )
             # An id inserted by another session just now is a unique violation,
             # which translating() (in _transaction) makes a DuplicateRecordError.
+            if partitioned:
+                key = quote_ident(self._spec.partition_key or "")
+                await conn.execute(
+                    f"INSERT INTO {ids_table} ({id_col}, {key}) "
+                    f"SELECT {id_col}, {key} FROM ({source}) s ORDER BY {id_col}",
+                    timeout=timeout,
+                )
             status = await conn.execute(
                 f"INSERT INTO {self._table} ({cols}) {source}", timeout=timeout
             )
             return affected(status)
+        if partitioned:
+            await self._claim_ids(conn, source, timeout=timeout)
+        primary_key = self._spec.primary_key
         updates = ", ".join(
             f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}"
             for c in self._spec.layout.columns
-            if c != self._spec.layout.id.name
+            if c not in primary_key
         )
+        conflict = ", ".join(quote_ident(c) for c in primary_key)
         status = await conn.execute(
             f"INSERT INTO {self._table} ({cols}) {source} "
-            f"ON CONFLICT ({id_col}) DO UPDATE SET {updates}",
+            f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}",
             timeout=timeout,
         )
         return affected(status)
@@ -418,9 +514,20 @@ class Writer:
                     "allow_all=True to delete them all"
                 )
             sql, params = f"DELETE FROM {self._table} WHERE {compiled.sql}", compiled.params
+        if self._partitions is not None:
+            # The registry's row goes with the record, in the same statement.
+            registry = qualified(self._spec.schema, registry_name(self._spec))
+            sql = (
+                f"WITH gone AS ({sql} RETURNING {self._id_col}), "
+                f"unregistered AS (DELETE FROM {registry} r USING gone "
+                f"WHERE r.{self._id_col} = gone.{self._id_col}) "
+                f"SELECT count(*) FROM gone"
+            )
         try:
             async with self._pool.acquire() as conn:
                 with translating():
+                    if self._partitions is not None:
+                        return int(await conn.fetchval(sql, *params, timeout=timeout))
                     status = await conn.execute(sql, *params, timeout=timeout)
         finally:
             self._on_change()

@@ -14,18 +14,22 @@ from collections.abc import Mapping
 
 from .._identifiers import qualified, quote_ident
 from .columns import ColumnType
+from .partitioning import TimePartitions
 from .record import FieldSpec, VectorSpec
-from .spec import CollectionSpec
+from .spec import RESERVED_PREFIX, CollectionSpec
 
 __all__ = [
     "OPERATORS",
+    "REGISTRY_PREFIX",
     "add_column",
+    "create_registry",
     "create_table",
     "drop_table",
     "filter_indexes",
     "hnsw_index",
     "hnsw_name",
     "index_name",
+    "registry_name",
     "vector_column_type",
 ]
 
@@ -44,6 +48,7 @@ _ON_DELETE = {
     "no_action": "NO ACTION",
 }
 _PG_MAX_IDENTIFIER = 63
+REGISTRY_PREFIX = RESERVED_PREFIX + "_ids_"
 
 
 def index_name(table: str, *parts: str) -> str:
@@ -80,10 +85,8 @@ def create_table(spec: CollectionSpec, references: Mapping[str, tuple[str, str]]
     lines = [_column(lay.id)]
     lines += [_column(f) for f in lay.fields]
     lines += [f"{quote_ident(v.name)} {vector_column_type(spec, v)} NOT NULL" for v in lay.vectors]
-    lines.append(
-        f"CONSTRAINT {quote_ident(index_name(spec.table, 'pkey'))} "
-        f"PRIMARY KEY ({quote_ident(lay.id.name)})"
-    )
+    key = ", ".join(quote_ident(c) for c in spec.primary_key)
+    lines.append(f"CONSTRAINT {quote_ident(index_name(spec.table, 'pkey'))} PRIMARY KEY ({key})")
     for field, fk in sorted(spec.foreign_keys.items()):
         schema, table = references[field]
         lines.append(
@@ -92,12 +95,46 @@ def create_table(spec: CollectionSpec, references: Mapping[str, tuple[str, str]]
             f'("id") ON DELETE {_ON_DELETE[fk.on_delete]}'
         )
     body = ",\n    ".join(lines)
-    return f"CREATE TABLE IF NOT EXISTS {qualified(spec.schema, spec.table)} (\n    {body}\n)"
+    partitioned = ""
+    if spec.partitioning is not None:
+        how = "RANGE" if isinstance(spec.partitioning, TimePartitions) else "LIST"
+        partitioned = f" PARTITION BY {how} ({quote_ident(spec.partitioning.field)})"
+    return (
+        f"CREATE TABLE IF NOT EXISTS {qualified(spec.schema, spec.table)} (\n    {body}\n)"
+        f"{partitioned}"
+    )
 
 
-def drop_table(spec: CollectionSpec) -> str:
-    """``DROP TABLE`` for the collection (foreign keys pointing at it block it)."""
-    return f"DROP TABLE IF EXISTS {qualified(spec.schema, spec.table)}"
+def registry_name(spec: CollectionSpec) -> str:
+    """The id registry of a partitioned collection (beside its table).
+
+    PostgreSQL makes every unique index of a partitioned table include the
+    partition key, so ``id`` alone is kept unique here: one row per record,
+    its id and the partition key it lives under.
+    """
+    return REGISTRY_PREFIX + spec.table
+
+
+def create_registry(spec: CollectionSpec) -> str:
+    """``CREATE TABLE`` for the id registry (``id`` primary key, the partition key)."""
+    assert spec.partitioning is not None  # noqa: S101 - only partitioned collections have one
+    field = next(f for f in spec.layout.fields if f.name == spec.partitioning.field)
+    name = registry_name(spec)
+    return (
+        f"CREATE TABLE IF NOT EXISTS {qualified(spec.schema, name)} (\n"
+        f"    {_column(spec.layout.id)},\n"
+        f"    {_column(field)},\n"
+        f"    CONSTRAINT {quote_ident(index_name(name, 'pkey'))} "
+        f"PRIMARY KEY ({quote_ident(spec.layout.id.name)})\n)"
+    )
+
+
+def drop_table(spec: CollectionSpec) -> list[str]:
+    """``DROP TABLE`` for the collection and its id registry (foreign keys to it block it)."""
+    statements = [f"DROP TABLE IF EXISTS {qualified(spec.schema, spec.table)}"]
+    if spec.partitioning is not None:
+        statements.append(f"DROP TABLE IF EXISTS {qualified(spec.schema, registry_name(spec))}")
+    return statements
 
 
 def _indexed_fields(spec: CollectionSpec) -> list[str]:

@@ -15,12 +15,15 @@ from typing import Any, Literal, Self, get_args
 from .._config import check_int
 from .._errors import ConfigError
 from .._identifiers import validate_identifier
+from . import partitioning as _partitioning
 from .columns import ColumnType
+from .partitioning import Partitioning, TimePartitions, ValuePartitions
 from .record import FieldSpec, Layout, Record, VectorSpec, layout
 
 __all__ = [
     "HNSW",
     "METRICS",
+    "RESERVED_PREFIX",
     "STORAGES",
     "CollectionSpec",
     "ForeignKey",
@@ -40,6 +43,9 @@ METRICS: tuple[str, ...] = get_args(Metric)
 STORAGES: tuple[str, ...] = get_args(Storage)
 ON_DELETE: tuple[str, ...] = get_args(OnDelete)
 
+# Tables vecdb makes beside a collection's (id registries, staging) start with
+# this: collection names may not.
+RESERVED_PREFIX = "_vecdb"
 SPEC_FORMAT = 1  # the layout of the spec JSON; a bundled migration upgrades old rows
 
 
@@ -109,6 +115,18 @@ class CollectionSpec:
     index: HNSW | None
     filterable: tuple[str, ...]
     foreign_keys: Mapping[str, ForeignKey]
+    partitioning: Partitioning | None = None
+
+    @property
+    def partition_key(self) -> str | None:
+        """The field the table is partitioned by, or ``None``."""
+        return self.partitioning.field if self.partitioning is not None else None
+
+    @property
+    def primary_key(self) -> tuple[str, ...]:
+        """The primary key's columns: PostgreSQL makes it include the partition key."""
+        key = self.partition_key
+        return (self.layout.id.name,) if key is None else (self.layout.id.name, key)
 
     @property
     def vector_type(self) -> ColumnType:
@@ -133,9 +151,8 @@ class CollectionSpec:
                 name: {"collection": fk.collection, "on_delete": fk.on_delete}
                 for name, fk in sorted(self.foreign_keys.items())
             },
-            # Room for time partitioning: the primary key is written from this list.
-            "primary_key": [lay.id.name],
-            "partitioning": None,
+            "primary_key": list(self.primary_key),
+            "partitioning": _partitioning.to_json(self.partitioning),
         }
 
     @classmethod
@@ -163,6 +180,7 @@ class CollectionSpec:
                 field: ForeignKey(fk["collection"], fk["on_delete"])
                 for field, fk in data.get("foreign_keys", {}).items()
             },
+            partitioning=_partitioning.from_json(data.get("partitioning")),
         )
 
 
@@ -171,6 +189,37 @@ def _describe(field: FieldSpec) -> str:
 
 
 _MIGRATE = "write a migration (vecdb.Migration) that changes the table, or create a new collection"
+
+
+def _layout_of(partitioning: Partitioning | None) -> tuple[str, str, str | None] | None:
+    """What the table's layout depends on: ``premake`` only says how far ahead to make them."""
+    if partitioning is None:
+        return None
+    interval = partitioning.interval if isinstance(partitioning, TimePartitions) else None
+    return type(partitioning).__name__, partitioning.field, interval
+
+
+def _definition_differences(stored: CollectionSpec, given: CollectionSpec) -> list[str]:
+    """Differences of index, partitioning and foreign keys: none is applied by evolve."""
+    found: list[str] = []
+    if stored.index != given.index:
+        found.append(
+            f"index: stored {stored.index!r}, given {given.index!r}; pass index="
+            f"{stored.index!r}, or call create_index({given.index!r}) on the opened "
+            "collection to rebuild it (index=None cannot remove one: drop it in a migration)"
+        )
+    if _layout_of(stored.partitioning) != _layout_of(given.partitioning):
+        found.append(
+            f"partition: stored {stored.partitioning!r}, given {given.partitioning!r}; a "
+            f"table cannot change how it is partitioned in place: pass partition="
+            f"{stored.partitioning!r}, or create a new collection and copy the records"
+        )
+    if dict(stored.foreign_keys) != dict(given.foreign_keys):
+        found.append(
+            f"foreign_keys: stored {dict(stored.foreign_keys)}, given "
+            f"{dict(given.foreign_keys)}; changing constraints is not automatic: {_MIGRATE}"
+        )
+    return found
 
 
 def diff(stored: CollectionSpec, given: CollectionSpec) -> tuple[list[str], list[str]]:
@@ -230,22 +279,12 @@ def diff(stored: CollectionSpec, given: CollectionSpec) -> tuple[list[str], list
                 f"{what}: stored {old_v!r}, given {new_v!r}; pass {what}={old_v!r}, or "
                 "create a new collection and re-load it"
             )
-    if stored.index != given.index:
-        destructive.append(
-            f"index: stored {stored.index!r}, given {given.index!r}; pass index="
-            f"{stored.index!r}, or call create_index({given.index!r}) on the opened "
-            "collection to rebuild it (index=None cannot remove one: drop it in a migration)"
-        )
     if set(stored.filterable) != set(given.filterable):
         evolvable.append(
             f"filterable: stored {sorted(stored.filterable)}, given "
             f"{sorted(given.filterable)}; pass evolve=True to create/drop the indexes"
         )
-    if dict(stored.foreign_keys) != dict(given.foreign_keys):
-        destructive.append(
-            f"foreign_keys: stored {dict(stored.foreign_keys)}, given "
-            f"{dict(given.foreign_keys)}; changing constraints is not automatic: {_MIGRATE}"
-        )
+    destructive.extend(_definition_differences(stored, given))
     return evolvable, destructive
 
 
@@ -260,9 +299,16 @@ def make_spec(
     filterable: Iterable[str],
     foreign_keys: Mapping[str, ForeignKey] | None,
     schema: str,
+    partition: Partitioning | None = None,
 ) -> CollectionSpec:
     """Check the arguments of ``db.collection()`` and make the spec (no I/O)."""
     validate_identifier(name, what="collection name")
+    if name.startswith(RESERVED_PREFIX):
+        raise ConfigError(
+            f"invalid collection name {name!r}: names starting with {RESERVED_PREFIX!r} are "
+            "reserved for the tables vecdb keeps beside collections; choose another name",
+            setting="name",
+        )
     validate_identifier(schema, what="schema name")
     if metric not in METRICS:
         raise ConfigError(f"metric={metric!r} is not one of {list(METRICS)}", setting="metric")
@@ -284,6 +330,14 @@ def make_spec(
                 setting="foreign_keys",
             )
     lay = layout(model, dim=dim)
+    if partition is not None:
+        if not isinstance(partition, TimePartitions | ValuePartitions):
+            raise ConfigError(
+                f"partition must be vecdb.TimePartitions(...), vecdb.ValuePartitions(...) or "
+                f"None, got {partition!r}",
+                setting="partition",
+            )
+        _partitioning.check(partition, lay)
     if index is not None:
         limit = HNSW_MAX_DIM[storage]
         too_big = [v.name for v in lay.vectors if v.dim > limit]
@@ -306,4 +360,5 @@ def make_spec(
             dict.fromkeys(validate_identifier(f, what="filterable field") for f in filterable)
         ),
         foreign_keys=fks,
+        partitioning=partition,
     )

@@ -6,7 +6,7 @@ import json
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._identifiers import qualified
@@ -31,14 +31,16 @@ class EstimateCache:
     def __init__(self, *, ttl: float = 30.0, size: int = 512) -> None:
         self._ttl = ttl
         self._size = size
-        self._entries: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[float, float, float | None]] = OrderedDict()
         self._total: tuple[float, float] | None = None
+        self._partitions: tuple[float, dict[str, float | None]] | None = None
         self._bounds: dict[str, tuple[float, float | None]] = {}
 
     def clear(self) -> None:
         """Forget every estimate (after a bulk write, for instance)."""
         self._entries.clear()
         self._total = None
+        self._partitions = None
         self._bounds.clear()
 
     def cached(self, key: str) -> float | None:
@@ -49,6 +51,10 @@ class EstimateCache:
         self._entries.move_to_end(key)
         return hit[1]
 
+    def _cached_scope(self, key: str) -> float | None:
+        hit = self._entries.get(key)
+        return None if hit is None else hit[2]
+
     async def estimate(
         self,
         conn: AnyConnection,
@@ -56,7 +62,11 @@ class EstimateCache:
         key: str,
         compile_first: Callable[[], CompiledFilter],
     ) -> tuple[float, float]:
-        """``(rows matching the filter, rows in the table)``, as the planner estimates them.
+        """``(rows matching the filter, rows it is a fraction of)``, as the planner estimates them.
+
+        The second number is the table's rows; for a partitioned table, the
+        rows of the partitions the filter leaves to scan: a filter that keeps
+        one tenant's partition whole is no filter within it.
 
         Args:
             conn: A connection, used only for what is not cached.
@@ -67,15 +77,37 @@ class EstimateCache:
         """
         total = await self.total(conn, spec)
         matching = self.cached(key)
-        if matching is None:
-            where = compile_first()
-            table = qualified(spec.schema, spec.table)
-            sql = f"SELECT 1 FROM {table} WHERE {where.sql}"
+        if matching is not None:
+            scope = self._cached_scope(key)
+            return matching, total if scope is None else scope
+        where = compile_first()
+        table = qualified(spec.schema, spec.table)
+        sql = f"SELECT 1 FROM {table} WHERE {where.sql}"
+        scope = None
+        if spec.partitioning is None:
             matching = await _plan_rows(conn, sql, where.params)
-            self._entries[key] = (time.monotonic(), matching)
-            if len(self._entries) > self._size:
-                self._entries.popitem(last=False)
-        return matching, total
+        else:
+            plan = await _explain(conn, sql, where.params)
+            matching = float(plan["Plan Rows"])
+            scope = await self._scanned_rows(conn, spec, plan)
+        self._entries[key] = (time.monotonic(), matching, scope)
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+        return matching, total if scope is None else scope
+
+    async def _scanned_rows(
+        self, conn: AnyConnection, spec: CollectionSpec, plan: Mapping[str, Any]
+    ) -> float | None:
+        """The rows of the partitions a plan scans; ``None`` when one is not estimated."""
+        now = time.monotonic()
+        if self._partitions is None or now - self._partitions[0] >= self._ttl:
+            rows = await conn.fetch(_PARTITION_ROWS, qualified(spec.schema, spec.table))
+            self._partitions = (now, {row["name"]: row["rows"] for row in rows})
+        sizes = self._partitions[1]
+        scanned = _relations(plan)
+        if not scanned or any(sizes.get(name) is None for name in scanned):
+            return None
+        return float(sum(sizes[name] or 0.0 for name in scanned))
 
     async def total(self, conn: AnyConnection, spec: CollectionSpec) -> float:
         """The planner's estimate of the rows in the table (cached like the filters')."""
@@ -84,6 +116,12 @@ class EstimateCache:
             return self._total[1]
         table = qualified(spec.schema, spec.table)
         total = await conn.fetchval(_TOTAL_ROWS, table)
+        if total is None and spec.partitioning is not None:
+            total = await conn.fetchval(
+                f"SELECT CASE WHEN count(*) = count(rows) THEN sum(rows) END "
+                f"FROM ({_PARTITION_ROWS}) p",
+                table,
+            )
         if total is None:  # never analyzed, or empty when analyzed: ask the planner
             total = await _plan_rows(conn, f"SELECT 1 FROM {table}", [])
         self._total = (now, float(total))
@@ -108,7 +146,9 @@ class EstimateCache:
         hit = self._bounds.get(column)
         if hit is not None and now - hit[0] < self._ttl:
             return hit[1], total
-        row = await conn.fetchrow(_COLUMN_STATS, spec.schema, spec.table, column)
+        # A partitioned table's own statistics are over all its partitions.
+        inherited = spec.partitioning is not None
+        row = await conn.fetchrow(_COLUMN_STATS, spec.schema, spec.table, column, inherited)
         bound = None
         if row is not None:
             null_frac, n_distinct, freqs = row
@@ -143,11 +183,39 @@ WHERE c.oid = $1::regclass AND c.relkind = 'r' AND c.reltuples >= 0 AND c.relpag
 _COLUMN_STATS = """
 SELECT null_frac::float8, n_distinct::float8, most_common_freqs::float8[]
 FROM pg_stats
-WHERE schemaname = $1 AND tablename = $2 AND attname = $3 AND NOT inherited
+WHERE schemaname = $1 AND tablename = $2 AND attname = $3 AND inherited = $4
 """
 
 
-async def _plan_rows(conn: AnyConnection, sql: str, params: list[Any]) -> float:
+# Each partition's rows as _TOTAL_ROWS computes a table's; 0 for an empty,
+# never analysed one (a partition made ahead of time), NULL where unknown.
+_PARTITION_ROWS = """
+SELECT c.relname AS name,
+       CASE WHEN pg_relation_size(c.oid) = 0 THEN 0
+            WHEN c.reltuples >= 0 AND c.relpages > 0
+            THEN round(c.reltuples::float8 / c.relpages
+                       * (pg_relation_size(c.oid) / current_setting('block_size')::int))
+       END AS rows
+FROM pg_inherits i
+JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = $1::regclass
+"""
+
+
+async def _explain(conn: AnyConnection, sql: str, params: list[Any]) -> dict[str, Any]:
     raw = await conn.fetchval("EXPLAIN (FORMAT JSON) " + sql, *params)
-    plan = json.loads(raw) if isinstance(raw, str) else raw
-    return float(plan[0]["Plan"]["Plan Rows"])
+    document = json.loads(raw) if isinstance(raw, str) else raw
+    plan: dict[str, Any] = document[0]["Plan"]
+    return plan
+
+
+async def _plan_rows(conn: AnyConnection, sql: str, params: list[Any]) -> float:
+    return float((await _explain(conn, sql, params))["Plan Rows"])
+
+
+def _relations(plan: Mapping[str, Any]) -> set[str]:
+    """The tables a plan node and its children scan."""
+    found = {plan["Relation Name"]} if "Relation Name" in plan else set()
+    for child in plan.get("Plans", ()):
+        found |= _relations(child)
+    return found

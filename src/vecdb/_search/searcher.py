@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from .._config import check_int
 from .._errors import ConfigError, translating
+from .._identifiers import qualified
 from .._schema.ddl import hnsw_name
 from .._schema.record import VectorSpec
 from .._schema.rows import RecordCodec, check_vectors, query_vector
@@ -36,7 +37,7 @@ from .planner import (
     equality_field,
     few_rows,
 )
-from .statements import DISTANCE, apply_settings, search_sql, uses_index
+from .statements import DISTANCE, INDEX_PARTITIONS, apply_settings, search_sql, uses_index
 
 __all__ = ["MAX_K", "Explain", "Hit", "Searcher"]
 
@@ -340,12 +341,16 @@ class Searcher(Generic[M]):
                     raw = await conn.fetchval(
                         f"EXPLAIN ({options}) {sql}", query, k, *compiled.params, timeout=timeout
                     )
+            indexes = {hnsw_name(self._spec, spec_v)}
+            if self._spec.partitioning is not None:
+                name = qualified(self._spec.schema, hnsw_name(self._spec, spec_v))
+                indexes.update(row[0] for row in await conn.fetch(INDEX_PARTITIONS, name))
         document = json.loads(raw) if isinstance(raw, str) else raw
         top: dict[str, Any] = document[0]
         return Explain(
             strategy=plan.strategy,
             reason=plan.reason,
-            uses_vector_index=uses_index(top["Plan"], hnsw_name(self._spec, spec_v)),
+            uses_vector_index=uses_index(top["Plan"], indexes),
             plan=top,
             sql=sql,
             settings=dict(plan.settings),

@@ -8,7 +8,7 @@ outlives it on a pooled connection.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from .._identifiers import qualified, quote_ident
@@ -19,7 +19,7 @@ from .._typing import AnyConnection
 from .filters import CompiledFilter
 from .planner import Strategy
 
-__all__ = ["DISTANCE", "apply_settings", "search_sql", "uses_index"]
+__all__ = ["DISTANCE", "INDEX_PARTITIONS", "apply_settings", "search_sql", "uses_index"]
 
 DISTANCE = "_vecdb_distance"  # underscore names cannot be pydantic fields: no collision
 
@@ -75,8 +75,15 @@ def search_sql(
     )
 
 
-def uses_index(plan: Mapping[str, Any], index: str) -> bool:
-    """Whether a plan (``EXPLAIN (FORMAT JSON)`` node) scans ``index`` anywhere."""
-    if plan.get("Index Name") == index:
+def uses_index(plan: Mapping[str, Any], indexes: Collection[str]) -> bool:
+    """Whether a plan (``EXPLAIN (FORMAT JSON)`` node) scans one of ``indexes`` anywhere."""
+    if plan.get("Index Name") in indexes:
         return True
-    return any(uses_index(child, index) for child in plan.get("Plans", ()))
+    return any(uses_index(child, indexes) for child in plan.get("Plans", ()))
+
+
+# A partitioned index's partitions: each partition's own HNSW index.
+INDEX_PARTITIONS = """
+SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = to_regclass($1)
+"""

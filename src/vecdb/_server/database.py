@@ -17,6 +17,7 @@ from .._config import redact_dsn
 from .._errors import translating
 from .._migrate.engine import MigrationStatus, Migrator
 from .._migrate.state import HistoryEvent
+from .._schema.partitioning import Partitioning
 from .._schema.spec import HNSW, ForeignKey, Metric, Storage
 from .._typing import M, PoolConnection
 from . import capabilities
@@ -300,6 +301,7 @@ class Database:
         foreign_keys: Mapping[str, ForeignKey] | None = None,
         evolve: bool = False,
         schema: str = "public",
+        partition: Partitioning | None = None,
         timeout: float | None = None,
     ) -> Collection[M]:
         """Create a collection, or open it and check its definition.
@@ -330,6 +332,10 @@ class Database:
             evolve: On open, add new optional fields (``ALTER TABLE ... ADD
                 COLUMN``) and create/drop filter indexes; never anything destructive.
             schema: The PostgreSQL schema of the table.
+            partition: ``vecdb.TimePartitions(field, interval=, premake=)`` (RANGE
+                partitions by a required datetime or date field) or
+                ``vecdb.ValuePartitions(field)`` (one LIST partition per value);
+                see `docs/partitions.md`. Default: one table.
             timeout: Seconds to wait for a pooled connection.
 
         Raises:
@@ -352,6 +358,7 @@ class Database:
             schema=schema,
             timeout=timeout,
             iterative=self._capabilities.iterative_scan,
+            partition=partition,
         )
 
     async def collections(self, *, timeout: float | None = None) -> list[CollectionInfo]:
