@@ -262,7 +262,40 @@ async def _build_one(
         state = None
     target = temp if state else name
     statement = _ddl.hnsw_index(spec, vector, name=target, concurrently=concurrently)
+    await _run_build(
+        pool, conn, spec, statement, target, concurrently=concurrently, progress=progress,
+        timeout=timeout,
+    )  # fmt: skip
+    if target != name:
+        # Swap: the old index serves searches until the new one is valid.
+        await _drop(conn, spec, name, concurrently=concurrently, timeout=timeout)
+        await conn.execute(
+            f"ALTER INDEX {qualified(spec.schema, target)} RENAME TO {quote_ident(name)}",
+            timeout=limit,
+        )
+    if progress is not None:
+        await _report(progress, IndexProgress(name, "done"))
+    logger.info("built %s on %s.%s", name, spec.schema, spec.table)
+
+
+async def _run_build(
+    pool: Connections,
+    conn: AnyConnection,
+    spec: CollectionSpec,
+    statement: str,
+    target: str,
+    *,
+    concurrently: bool,
+    progress: ProgressCallback | None,
+    timeout: float | None,
+) -> None:
+    """Run one ``CREATE INDEX`` with progress reports; an INVALID result is dropped and raised.
+
+    Raises:
+        DatabaseError: The build failed or left the index INVALID (it was dropped).
+    """
     logger.info("building %s on %s.%s: %s", target, spec.schema, spec.table, spec.index)
+    limit = statement_limit(timeout)
     poller = None
     if progress is not None:
         poller = asyncio.create_task(_poll(pool, conn.get_server_pid(), target, progress))
@@ -288,16 +321,6 @@ async def _build_one(
             f"building index {target} on {spec.schema}.{spec.table} left it INVALID; it was "
             "dropped. Check the server log (out of memory or disk?), then call create_index() again"
         )
-    if target != name:
-        # Swap: the old index serves searches until the new one is valid.
-        await _drop(conn, spec, name, concurrently=concurrently, timeout=timeout)
-        await conn.execute(
-            f"ALTER INDEX {qualified(spec.schema, target)} RENAME TO {quote_ident(name)}",
-            timeout=limit,
-        )
-    if progress is not None:
-        await _report(progress, IndexProgress(name, "done"))
-    logger.info("built %s on %s.%s", name, spec.schema, spec.table)
 
 
 _PARTITIONS = """
@@ -327,7 +350,6 @@ async def _build_partitioned(
     """
     name = _ddl.hnsw_name(spec, vector)
     temp = _ddl.index_name(spec.table, vector.name, "hnsw_new")
-    limit = statement_limit(timeout)
     parent = qualified(spec.schema, spec.table)
     # Leftovers of an interrupted build (a partitioned index cannot be dropped
     # CONCURRENTLY; dropping it drops its partitions' indexes too).
@@ -340,28 +362,10 @@ async def _build_partitioned(
         index = _ddl.index_name(child, vector.name, "hnsw_new")
         await _drop(conn, child_spec, index, concurrently=concurrently, timeout=timeout)
         statement = _ddl.hnsw_index(child_spec, vector, name=index, concurrently=concurrently)
-        logger.info("building %s on %s.%s: %s", index, spec.schema, child, spec.index)
-        poller = None
-        if progress is not None:
-            poller = asyncio.create_task(_poll(pool, conn.get_server_pid(), index, progress))
-        try:
-            if concurrently:
-                await conn.execute(statement, timeout=limit)
-            else:
-                async with conn.transaction():
-                    await conn.execute(statement, timeout=limit)
-        finally:
-            if poller is not None:
-                poller.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await poller
-        if await _index_state(conn, spec, index) is not True:
-            await _drop(conn, child_spec, index, concurrently=concurrently, timeout=timeout)
-            raise DatabaseError(
-                f"building index {index} on {spec.schema}.{child} left it INVALID; it was "
-                "dropped. Check the server log (out of memory or disk?), then call "
-                "create_index() again"
-            )
+        await _run_build(
+            pool, conn, child_spec, statement, index, concurrently=concurrently,
+            progress=progress, timeout=timeout,
+        )  # fmt: skip
         await conn.execute(
             f"ALTER INDEX {qualified(spec.schema, temp)} "
             f"ATTACH PARTITION {qualified(spec.schema, index)}"
