@@ -15,6 +15,7 @@ from ._collections.collection import Collection
 from ._collections.indexing import IndexProgress
 from ._config import MigrationConfig, PoolConfig
 from ._errors import (
+    ArchiveChecksumError,
     CollectionNotFoundError,
     ConfigError,
     ConnectError,
@@ -42,7 +43,7 @@ from ._errors import (
 from ._migrate.base import Migration
 from ._migrate.engine import MigrationStatus
 from ._migrate.state import HistoryEvent
-from ._schema.partitioning import PartitionInfo, TimePartitions, ValuePartitions
+from ._schema.partitioning import ArchiveReport, PartitionInfo, TimePartitions, ValuePartitions
 from ._schema.record import Dim, Record, Vector
 from ._schema.spec import HNSW, ForeignKey, Metric, Storage
 from ._search.searcher import Explain, Hit
@@ -55,6 +56,8 @@ from ._version import __version__
 
 __all__ = [
     "HNSW",
+    "ArchiveChecksumError",
+    "ArchiveReport",
     "Collection",
     "CollectionInfo",
     "CollectionNotFoundError",

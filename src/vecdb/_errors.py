@@ -22,6 +22,7 @@ The tree::
     │   ├── SchemaTooNewError         the database knows versions this code does not
     │   ├── IrreversibleMigrationError  a migration on a rollback path has no down()
     │   └── MigrationDriftError       an applied migration's code changed
+    ├── ArchiveChecksumError          an archive or restore found the content changed; undone
     ├── CollectionNotFoundError
     ├── SchemaMismatchError           stored collection definition differs from the call
     ├── DimensionMismatchError
@@ -57,6 +58,7 @@ __all__ = [
     "DRIVER_ERRORS",
     "INVALID_SCHEMA_NAME",
     "UNDEFINED_TABLE",
+    "ArchiveChecksumError",
     "CollectionNotFoundError",
     "ConfigError",
     "ConnectError",
@@ -256,6 +258,22 @@ class MigrationDriftError(MigrationError):
         self.current = current
 
 
+class ArchiveChecksumError(VecdbError):
+    """The content after a move differs from the content before; the move was undone.
+
+    Attributes:
+        table: The partition (or table) concerned.
+        before: The checksum before the move.
+        after: The checksum after it.
+    """
+
+    def __init__(self, message: str, *, table: str, before: str, after: str) -> None:
+        super().__init__(message)
+        self.table = table
+        self.before = before
+        self.after = after
+
+
 class CollectionNotFoundError(VecdbError):
     """No collection of that name exists.
 
@@ -410,9 +428,10 @@ def _server_error(exc: asyncpg.PostgresError) -> DatabaseError:
     detail = getattr(exc, "detail", None)
     hint = getattr(exc, "hint", None)
     message = str(exc)
-    if detail:
+    # Some server messages carry their DETAIL already.
+    if detail and detail not in message:
         message += f"\nDETAIL: {detail}"
-    if hint:
+    if hint and hint not in message:
         message += f"\nHINT: {hint}"
     cls, advice = _SQLSTATES.get(sqlstate or "", (DatabaseError, ""))
     if advice:

@@ -14,19 +14,22 @@ from typing import Any, Generic, TypeAlias
 
 import numpy.typing as npt
 
+from .._config import check_int
 from .._errors import ConfigError, translating
 from .._identifiers import qualified, quote_ident
 from .._schema import spec as _spec
 from .._schema.ddl import registry_name
-from .._schema.partitioning import PartitionInfo, Partitioning
+from .._schema.partitioning import ArchiveReport, PartitionInfo, Partitioning
 from .._schema.rows import RecordCodec
 from .._schema.spec import HNSW, CollectionSpec, ForeignKey, Metric, Storage
 from .._search.filters import compile_filter
 from .._search.searcher import Explain, Hit, Searcher
-from .._typing import Connections, M, VectorInput
+from .._typing import AnyConnection, Connections, M, VectorInput
+from . import archive as _archive
 from . import catalog as _catalog
 from . import indexing as _indexing
 from . import partitions as _partitions
+from .archive import ArchiveProgress
 from .indexing import ProgressCallback
 from .writer import Writer
 
@@ -165,9 +168,14 @@ class Collection(Generic[M]):
     # -- reading -----------------------------------------------------------------------
 
     async def get(
-        self, id: Any, *, include_vectors: bool = True, timeout: float | None = None
+        self,
+        id: Any,
+        *,
+        include_vectors: bool = True,
+        include_archived: bool = False,
+        timeout: float | None = None,
     ) -> M | None:
-        """The record with this id, or ``None``."""
+        """The record with this id, or ``None``; ``include_archived``: look in the archive too."""
         key = self._codec.coerce_id(id)
         columns = self._select if include_vectors else self._select_scalars
         id_col = quote_ident(self._spec.layout.id.name)
@@ -183,6 +191,13 @@ class Collection(Generic[M]):
                 row = await conn.fetchrow(
                     f"SELECT {columns} FROM {self._table} WHERE {where}", key, timeout=timeout
                 )
+                if row is None and include_archived:
+                    source = await self._with_archive(conn)
+                    row = await conn.fetchrow(
+                        f"SELECT {columns} FROM {source} WHERE {id_col} = $1 LIMIT 1",
+                        key,
+                        timeout=timeout,
+                    )
         return None if row is None else self._codec.from_row(row, with_vectors=include_vectors)
 
     async def get_many(
@@ -205,9 +220,13 @@ class Collection(Generic[M]):
         return [by_id[k] for k in keys if k in by_id]
 
     async def count(
-        self, where: Mapping[str, Any] | None = None, *, timeout: float | None = None
+        self,
+        where: Mapping[str, Any] | None = None,
+        *,
+        include_archived: bool = False,
+        timeout: float | None = None,
     ) -> int:
-        """How many records match ``where`` (all when ``None``).
+        """How many records match ``where`` (all when ``None``); ``include_archived``: and archived.
 
         Raises:
             FilterError: The filter is malformed or names an unknown field.
@@ -215,8 +234,9 @@ class Collection(Generic[M]):
         compiled = compile_filter(where, self._fields)
         async with self._pool.acquire() as conn:
             with translating():
+                source = await self._with_archive(conn) if include_archived else self._table
                 n = await conn.fetchval(
-                    f"SELECT count(*) FROM {self._table} WHERE {compiled.sql}",
+                    f"SELECT count(*) FROM {source} WHERE {compiled.sql}",
                     *compiled.params,
                     timeout=timeout,
                 )
@@ -254,6 +274,7 @@ class Collection(Generic[M]):
         ef_search: int | None = None,
         exact: bool = False,
         include_vectors: bool = False,
+        include_archived: bool = False,
         field: str | None = None,
         timeout: float | None = None,
     ) -> list[Hit[M]]:
@@ -274,6 +295,7 @@ class Collection(Generic[M]):
             exact: Compare with every (matching) record instead of using the index.
             include_vectors: Fetch the vectors too; otherwise the records'
                 vector fields are ``None``.
+            include_archived: Search the archived records too (see `archive`).
             field: The vector field to search, when the model has several.
             timeout: Seconds for the query; default the pool's command timeout.
 
@@ -282,6 +304,11 @@ class Collection(Generic[M]):
             InvalidVectorError: It holds NaN/infinity, or is zero under cosine.
             FilterError: The filter is malformed.
         """
+        source = None
+        if include_archived:
+            async with self._pool.acquire() as conn:
+                with translating():
+                    source = await self._with_archive(conn)
         return await self._searcher.search(
             vector,
             k,
@@ -291,6 +318,7 @@ class Collection(Generic[M]):
             include_vectors=include_vectors,
             field=field,
             timeout=timeout,
+            source=source,
         )
 
     async def search_many(
@@ -362,7 +390,7 @@ class Collection(Generic[M]):
     # -- partitions ------------------------------------------------------------------------
 
     async def partitions(self, *, timeout: float | None = None) -> list[PartitionInfo]:
-        """The collection's partitions: name, bounds (or value), rows and bytes.
+        """The collection's partitions, live then archived: name, bounds (or value), rows, bytes.
 
         Example:
             >>> for p in await events.partitions():
@@ -379,7 +407,137 @@ class Collection(Generic[M]):
             )
         async with self._pool.acquire(timeout=timeout) as conn:
             with translating():
-                return await _partitions.list_partitions(conn, self._spec)
+                live = await _partitions.list_partitions(conn, self._spec)
+                return live + await _archive.archived_partitions(conn, self._spec)
+
+    async def _with_archive(self, conn: AnyConnection) -> str:
+        """The table and its archive as one ``FROM`` item (the table alone without one)."""
+        tables = [self._table, *await _archive.archived_tables(conn, self._spec)]
+        if len(tables) == 1:
+            return self._table
+        columns = ", ".join(quote_ident(c) for c in self._spec.layout.columns)
+        union = " UNION ALL ".join(f"SELECT {columns} FROM {t}" for t in tables)
+        return f"({union}) AS _vecdb_with_archive"
+
+    async def archive(
+        self,
+        older_than: dt.datetime,
+        *,
+        field: str | None = None,
+        batch_size: int = 10_000,
+        progress: ArchiveProgress | None = None,
+    ) -> ArchiveReport:
+        """Move data older than ``older_than`` into the ``vecdb_archive`` schema, nothing lost.
+
+        A time-partitioned collection archives every partition that ends at or
+        before ``older_than``: detached (``DETACH PARTITION … CONCURRENTLY``, so
+        nobody waits) and moved with its indexes, no row rewritten. An
+        unpartitioned collection needs ``field=``, a datetime or date field:
+        its rows move in batches of ``batch_size``, one statement each. Either
+        way a row is in the collection or in the archive at every moment, an
+        interrupted run is finished (or resumed) by the next call, and the
+        report carries the checksum of the content before and after. Archived
+        records leave `search`, `get` and `count` (unless ``include_archived``)
+        and keep their ids; only `purge_archive` deletes them. See
+        `docs/partitions.md`.
+
+        Example:
+            >>> cutoff = datetime.now(UTC) - timedelta(days=365)
+            >>> report = await events.archive(older_than=cutoff)
+            >>> report.rows, report.partitions, report.ok
+
+        Args:
+            older_than: A timezone-aware datetime.
+            field: For an unpartitioned collection: the time field to archive by.
+            batch_size: Rows per batch (unpartitioned collections).
+            progress: Called with ``(partition or table, rows so far)``; may be async.
+
+        Raises:
+            ConfigError: A naive ``older_than``; ``field=`` missing on an
+                unpartitioned collection, or given on a partitioned one; a value
+                partitioned collection; other collections referencing an
+                unpartitioned one.
+            ArchiveChecksumError: Rows were written into the range while it was
+                archived; the move was undone.
+        """
+        self._pool.check_open()
+        check_int(batch_size, 1, name="batch_size")
+        if self._spec.partitioning is None:
+            if field is None:
+                raise ConfigError(
+                    f"collection {self.name!r} is not partitioned: pass field= (a datetime "
+                    "or date field) to archive its old rows, e.g. archive(older_than=cutoff, "
+                    "field='created_at')",
+                    setting="field",
+                )
+            report = await _archive.archive_rows(
+                self._pool, self._spec, field, older_than, batch_size=batch_size, progress=progress
+            )
+        else:
+            if field is not None and field != self._spec.partition_key:
+                raise ConfigError(
+                    f"collection {self.name!r} is partitioned by {self._spec.partition_key!r}: "
+                    f"it archives whole partitions by that field, not by {field!r}",
+                    setting="field",
+                )
+            report = await _archive.archive(self._pool, self._spec, older_than, progress=progress)
+            await self._pool.schema_changed()  # partition DDL: asyncpg #103
+        self._searcher.data_changed()
+        return report
+
+    async def restore(
+        self,
+        newer_than: dt.datetime | None = None,
+        *,
+        progress: ArchiveProgress | None = None,
+    ) -> ArchiveReport:
+        """Bring archived data back: all of it, or what is newer than ``newer_than``.
+
+        Archived partitions are moved back and attached (their indexes come
+        back with them); an unpartitioned collection's rows move back in one
+        transaction. Checked before anything moves: a range that has received
+        new rows since it was archived, or archived ids written again, refuse
+        the restore with nothing changed.
+
+        Raises:
+            ConfigError: The restore would overlap live data (see above).
+        """
+        self._pool.check_open()
+        if self._spec.partitioning is None:
+            report = await _archive.restore_rows(
+                self._pool, self._spec, newer_than, progress=progress
+            )
+        else:
+            report = await _archive.restore(self._pool, self._spec, newer_than, progress=progress)
+            await self._pool.schema_changed()
+        self._searcher.data_changed()
+        return report
+
+    async def purge_archive(self, older_than: dt.datetime, *, confirm: str) -> ArchiveReport:
+        """Delete archived partitions that end at or before ``older_than``, for good.
+
+        The only call that deletes archived data. ``confirm`` must be the
+        collection's name.
+
+        Raises:
+            ConfigError: ``confirm`` is not the collection's name (nothing is
+                deleted), or other records still reference archived ids.
+        """
+        self._pool.check_open()
+        if confirm != self.name:
+            raise ConfigError(
+                f"purge_archive() deletes archived data for good: pass confirm={self.name!r} "
+                f"to say so (got {confirm!r}). Nothing was deleted.",
+                setting="confirm",
+            )
+        if self._spec.partitioning is None:
+            raise ConfigError(
+                f"purge_archive() drops archived partitions; {self.name!r} is not "
+                f"partitioned (its archived rows are in {_archive.ARCHIVE_SCHEMA}."
+                f"{self._spec.table}: delete from it with SQL if you must)",
+                setting="confirm",
+            )
+        return await _archive.purge(self._pool, self._spec, older_than)
 
     # -- indexes ---------------------------------------------------------------------------
 
@@ -412,7 +570,8 @@ class Collection(Generic[M]):
             maintenance_work_mem: The build's memory, e.g. ``"2GB"``; default
                 enough for the graph, from the server's setting up to 1 GB.
             parallel_workers: ``max_parallel_maintenance_workers``; default the
-                server's ``max_parallel_workers``.
+                server's ``max_parallel_maintenance_workers`` (a parallel build
+                needs ``/dev/shm`` larger than its memory: pgvector #453).
             timeout: Seconds each statement of the build may take (the
                 ``CREATE INDEX``, the drop of an old or INVALID index, which
                 waits for running transactions), client and server side;

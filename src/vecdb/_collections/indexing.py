@@ -166,7 +166,7 @@ async def _session_settings(
     await conn.execute("SELECT set_config('maintenance_work_mem', $1, false)", maintenance_work_mem)
     if parallel_workers is None:
         parallel_workers = int(
-            await conn.fetchval("SELECT current_setting('max_parallel_workers')")
+            await conn.fetchval("SELECT current_setting('max_parallel_maintenance_workers')")
         )
     await conn.execute(
         "SELECT set_config('max_parallel_maintenance_workers', $1, false)", str(parallel_workers)
@@ -438,10 +438,11 @@ async def rebuild_indexes(
 ) -> None:
     """Build ``indexes`` again after a load, inside the caller's transaction.
 
-    ``maintenance_work_mem`` is sized for ``rows`` as in `create_index`,
-    ``max_parallel_maintenance_workers`` is the server's ``max_parallel_workers``,
-    and ``statement_timeout`` is ``timeout`` (none when ``None``), all ``SET
-    LOCAL``: nothing outlives the transaction.
+    ``maintenance_work_mem`` is sized for ``rows`` as in `create_index` and
+    ``statement_timeout`` is ``timeout`` (none when ``None``), both ``SET
+    LOCAL``: nothing outlives the transaction. The parallel workers are the
+    server's ``max_parallel_maintenance_workers`` (a parallel build needs
+    ``/dev/shm`` larger than its memory, so the tuned server sizes it to both).
     """
     m = (spec.index or HNSW()).m
     current = await conn.fetchval(
@@ -450,8 +451,6 @@ async def rebuild_indexes(
     memory = _graph_memory(spec, m, rows, int(current))
     await conn.execute(
         "SELECT set_config('maintenance_work_mem', $1, true), "
-        "set_config('max_parallel_maintenance_workers', "
-        "current_setting('max_parallel_workers'), true), "
         "set_config('statement_timeout', $2, true)",
         memory,
         _server_limit(timeout),

@@ -37,7 +37,16 @@ from .._schema.partitioning import PartitionInfo, TimePartitions
 from .._schema.spec import CollectionSpec
 from .._typing import AnyConnection
 
-__all__ = ["Partitions", "key_of", "list_partitions", "make", "premake"]
+__all__ = [
+    "Partitions",
+    "attach",
+    "key_of",
+    "list_partitions",
+    "literal",
+    "make",
+    "partition_name",
+    "premake",
+]
 
 logger = logging.getLogger("vecdb.partitions")
 
@@ -63,6 +72,11 @@ def key_of(spec: CollectionSpec, value: Any) -> Any:
     return value.value if hasattr(value, "value") and not isinstance(value, bool) else value
 
 
+def partition_name(spec: CollectionSpec, key: Any) -> str:
+    """The partition's table name for a key (a lower bound, or a value)."""
+    return _name(spec, key)
+
+
 def _name(spec: CollectionSpec, key: Any) -> str:
     if isinstance(spec.partitioning, TimePartitions):
         return _partitioning.time_partition_name(spec.table, key)
@@ -74,7 +88,7 @@ def _field_type(spec: CollectionSpec) -> ColumnType:
     return spec.layout.filterable[spec.partitioning.field]
 
 
-def _literal(spec: CollectionSpec, value: Any) -> str:
+def literal(spec: CollectionSpec, value: Any) -> str:
     """A bound value as the text the server turns into the bound's literal."""
     if isinstance(value, dt.datetime) and _field_type(spec) is ColumnType.DATE:
         return value.date().isoformat()
@@ -85,11 +99,9 @@ def _literal(spec: CollectionSpec, value: Any) -> str:
     return str(value)
 
 
-async def _attach(conn: AnyConnection, spec: CollectionSpec, key: Any, name: str) -> None:
-    """Create partition ``name`` for ``key`` and attach it (caller holds the parent's lock)."""
+async def attach(conn: AnyConnection, spec: CollectionSpec, key: Any, child: str) -> None:
+    """``ATTACH PARTITION`` the table ``child`` (qualified) for the partition of ``key``."""
     parent = qualified(spec.schema, spec.table)
-    child = qualified(spec.schema, name)
-    await conn.execute(f"CREATE TABLE {child} (LIKE {parent} INCLUDING DEFAULTS)")
     if isinstance(spec.partitioning, TimePartitions):
         upper = _partitioning.step(key, spec.partitioning.interval)
         statement = await conn.fetchval(
@@ -97,8 +109,8 @@ async def _attach(conn: AnyConnection, spec: CollectionSpec, key: Any, name: str
             "$1::text, $2::text, $3::text, $4::text)",
             parent,
             child,
-            _literal(spec, key),
-            _literal(spec, upper),
+            literal(spec, key),
+            literal(spec, upper),
         )
     else:
         statement = await conn.fetchval(
@@ -106,10 +118,18 @@ async def _attach(conn: AnyConnection, spec: CollectionSpec, key: Any, name: str
             "$1::text, $2::text, $3::text)",
             parent,
             child,
-            _literal(spec, key),
+            literal(spec, key),
         )
     # Built by the server from our quoted names and its own quoting of the bound.
     await conn.execute(statement)
+
+
+async def _attach(conn: AnyConnection, spec: CollectionSpec, key: Any, name: str) -> None:
+    """Create partition ``name`` for ``key`` and attach it (caller holds the parent's lock)."""
+    parent = qualified(spec.schema, spec.table)
+    child = qualified(spec.schema, name)
+    await conn.execute(f"CREATE TABLE {child} (LIKE {parent} INCLUDING DEFAULTS)")
+    await attach(conn, spec, key, child)
     logger.info("created partition %s.%s of %s for %r", spec.schema, name, spec.name, key)
 
 
@@ -152,7 +172,11 @@ async def make(conn: AnyConnection, spec: CollectionSpec, keys: Iterable[Any]) -
 
 
 class Partitions:
-    """The partitions one collection's writer knows exist (a cache; the server decides).
+    """One collection's partition keys and their creation, for its writer.
+
+    It keeps no list of the partitions that exist: other processes archive,
+    restore and make partitions too, so each write asks the server (one
+    catalog read per write transaction) and `make` creates what is missing.
 
     Args:
         spec: The collection (partitioned).
@@ -160,9 +184,7 @@ class Partitions:
 
     def __init__(self, spec: CollectionSpec) -> None:
         self._spec = spec
-        self._known: set[str] = set()
-        column = spec.layout.columns.index(spec.partition_key or "")
-        self._column = column
+        self._column = spec.layout.columns.index(spec.partition_key or "")
 
     def keys(self, rows: Sequence[tuple[Any, ...]], ids: Sequence[Any], start: int) -> set[Any]:
         """The partition keys of validated COPY rows.
@@ -185,21 +207,12 @@ class Partitions:
                 ) from None
         return keys
 
-    def forget(self) -> None:
-        """Forget what was seen (a transaction that made partitions rolled back)."""
-        self._known.clear()
-
-    def missing(self, keys: Iterable[Any]) -> list[Any]:
-        """The keys whose partition this process has not seen yet."""
-        return [key for key in keys if _name(self._spec, key) not in self._known]
-
     async def make(self, conn: AnyConnection, keys: Iterable[Any]) -> None:
-        """`make` for the keys not seen yet; remembers every partition that exists."""
-        todo = self.missing(keys)
-        if not todo:
-            return
-        await make(conn, self._spec, todo)
-        self._known.update(await _children(conn, self._spec))
+        """Make the partitions of ``keys`` that do not exist (no lock when none is missing)."""
+        existing = await _children(conn, self._spec)
+        todo = [key for key in keys if _name(self._spec, key) not in existing]
+        if todo:
+            await make(conn, self._spec, todo)
 
 
 async def premake(conn: AnyConnection, spec: CollectionSpec, now: dt.datetime) -> list[str]:

@@ -36,6 +36,7 @@ from .._search.filters import compile_filter
 from .._typing import AnyConnection, Connections
 from . import indexing as _indexing
 from . import partitions as _partitions
+from .archive import ARCHIVE_SCHEMA
 
 __all__ = ["REBUILD_MIN_ROWS", "WRITE_CHUNK", "Writer", "affected"]
 
@@ -394,17 +395,45 @@ class Writer:
         """
         assert self._partitions is not None  # noqa: S101 - partitioned collections only
         logger.debug("writing %s rows to partitioned %s", rows, self._table)
-        try:
-            async with self._pool.acquire() as conn:
-                with translating():
-                    async with conn.transaction():
-                        dedupe, keys = await self._stage(conn, chunks, timeout=timeout)
-                        await self._partitions.make(conn, keys)
-                        return await self._merge(conn, mode, dedupe=dedupe, timeout=timeout)
-        except BaseException:
-            # Partitions made in a transaction that rolled back are gone.
-            self._partitions.forget()
-            raise
+        async with self._pool.acquire() as conn:
+            with translating():
+                async with conn.transaction():
+                    dedupe, keys = await self._stage(conn, chunks, timeout=timeout)
+                    await self._partitions.make(conn, keys)
+                    return await self._merge(conn, mode, dedupe=dedupe, timeout=timeout)
+
+    async def _refuse_archived(self, conn: AnyConnection, source: str, *, timeout: float) -> None:
+        """Refuse to write ids whose record is archived: the archive would then hold a twin.
+
+        Raises:
+            DuplicateRecordError: Some ids are archived (``ids``); nothing was written.
+        """
+        table = self._spec.table.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%")
+        archived = await conn.fetchval(
+            "SELECT EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = $1 AND c.relname LIKE $2)",
+            ARCHIVE_SCHEMA,
+            table + "\\_%",
+            timeout=timeout,
+        )
+        if not archived:
+            return
+        registry = qualified(self._spec.schema, registry_name(self._spec))
+        key = quote_ident(self._spec.partition_key or "")
+        id_col = self._id_col
+        found = await conn.fetchval(
+            f"SELECT array_agg(s.{id_col}) FROM (SELECT s.{id_col} FROM ({source}) s "
+            f"JOIN {registry} r ON r.{id_col} = s.{id_col} WHERE NOT EXISTS (SELECT 1 FROM "
+            f"{self._table} t WHERE t.{id_col} = r.{id_col} AND t.{key} = r.{key}) LIMIT 20) s",
+            timeout=timeout,
+        )
+        if found:
+            raise DuplicateRecordError(
+                f"ids {found} of {self._spec.name!r} are archived; writing them would make a "
+                "second record beside the archived one. restore() them first, or use other "
+                "ids. Nothing was written.",
+                ids=found,
+            )
 
     async def _claim_ids(self, conn: AnyConnection, source: str, *, timeout: float) -> None:
         """Register and lock every staged id; move rows whose partition key changes."""
@@ -469,6 +498,7 @@ class Writer:
             )
             return affected(status)
         if partitioned:
+            await self._refuse_archived(conn, source, timeout=timeout)
             await self._claim_ids(conn, source, timeout=timeout)
         primary_key = self._spec.primary_key
         updates = ", ".join(

@@ -117,7 +117,7 @@ class Searcher(Generic[M]):
         self._fields = spec.layout.filterable
         self._iterative = iterative
         self._estimates = EstimateCache()
-        self._sql_cache: dict[tuple[str, str, str, bool], str] = {}
+        self._sql_cache: dict[tuple[str, str, str, bool, str | None], str] = {}
 
     def data_changed(self) -> None:
         """Forget the row estimates: the collection's data changed a lot (or may have)."""
@@ -196,14 +196,21 @@ class Searcher(Generic[M]):
             default_ef_search=default_ef_search(self._pool.config.server_settings),
         )
 
-    def _sql(self, vector: VectorSpec, compiled: CompiledFilter, plan: Plan, vectors: bool) -> str:
+    def _sql(
+        self,
+        vector: VectorSpec,
+        compiled: CompiledFilter,
+        plan: Plan,
+        vectors: bool,
+        source: str | None = None,
+    ) -> str:
         # The text depends only on these (the filter's values are parameters):
         # cached, since building it is a visible share of a 1 ms search.
-        key = (vector.name, compiled.sql, plan.strategy, vectors)
+        key = (vector.name, compiled.sql, plan.strategy, vectors, source)
         sql = self._sql_cache.get(key)
         if sql is None:
             columns = self._spec.layout.columns if vectors else self._codec.scalar_columns
-            sql = search_sql(self._spec, vector, columns, compiled, plan.strategy)
+            sql = search_sql(self._spec, vector, columns, compiled, plan.strategy, source=source)
             if len(self._sql_cache) >= _SQL_CACHE_SIZE:
                 self._sql_cache.clear()
             self._sql_cache[key] = sql
@@ -220,8 +227,13 @@ class Searcher(Generic[M]):
         include_vectors: bool = False,
         field: str | None = None,
         timeout: float | None = None,
+        source: str | None = None,
     ) -> list[Hit[M]]:
-        """The ``k`` records closest to ``vector`` matching ``where``: see `Collection.search`."""
+        """The ``k`` records closest to ``vector`` matching ``where``: see `Collection.search`.
+
+        ``source`` replaces the table in the statement's ``FROM`` (a subquery
+        over the table and its archive, say); the plan is the table's.
+        """
         spec_v = self._vector_field(field)
         self._check_search(k, ef_search)
         query = query_vector(vector, self._spec, spec_v)
@@ -230,7 +242,7 @@ class Searcher(Generic[M]):
             plan = await self._plan(
                 conn, where, compiled, k=k, ef_search=ef_search, exact=exact, dim=spec_v.dim
             )
-            prepared = self._prepare(spec_v, compiled, plan, k, include_vectors, timeout)
+            prepared = self._prepare(spec_v, compiled, plan, k, include_vectors, timeout, source)
             return await self._run(conn, query, prepared)
 
     def _prepare(  # noqa: PLR0917 - private; the search's own arguments, in order
@@ -241,8 +253,9 @@ class Searcher(Generic[M]):
         k: int,
         include_vectors: bool,
         timeout: float | None,
+        source: str | None = None,
     ) -> _Prepared:
-        sql = self._sql(spec_v, compiled, plan, include_vectors)
+        sql = self._sql(spec_v, compiled, plan, include_vectors, source)
         return _Prepared(sql, (k, *compiled.params), plan.settings, include_vectors, timeout)
 
     async def _run(

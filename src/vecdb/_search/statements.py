@@ -50,17 +50,20 @@ def search_sql(
     columns: tuple[str, ...],
     where: CompiledFilter,
     strategy: Strategy,
+    *,
+    source: str | None = None,
 ) -> str:
     """The search statement: ``$1`` the query vector, ``$2`` k, then the filter's values.
 
-    The filter must have been compiled with ``first_param=3``.
+    The filter must have been compiled with ``first_param=3``. ``source``
+    replaces the table in ``FROM`` (an aliased subquery with the same columns).
     """
     distance = (
         f"{quote_ident(vector.name)} {OPERATORS[spec.metric]} "
         f"$1::{spec.vector_type.value}({int(vector.dim)})"
     )
     select = ", ".join(quote_ident(c) for c in columns)
-    table = qualified(spec.schema, spec.table)
+    table = qualified(spec.schema, spec.table) if source is None else source
     cond = "" if where.matches_all else f" WHERE {where.sql}"
     if strategy == "hnsw_iterative":
         # relaxed_order returns rows slightly out of order: re-sort outside a

@@ -1,0 +1,663 @@
+"""Archiving old data into the ``vecdb_archive`` schema, restoring it, and purging it.
+
+A partitioned collection archives whole partitions: a partition that ends
+before the cutoff is detached (``DETACH PARTITION … CONCURRENTLY``: readers
+and writers of the collection never wait for it) and moved into the
+``vecdb_archive`` schema with its indexes. No row is rewritten, and since the
+partition is one table moving between two places, a row is always in exactly
+one of them: there is no copy to lose or to duplicate.
+
+Each move is recorded on the partition itself, in its table comment (the
+collection, its key, the checksum taken before the move, and the state).
+A move interrupted at any point (the process killed, the connection lost) is
+finished by the next call that looks (`recover`): a pending detach is
+finalised (``DETACH … FINALIZE``), a detached table is moved on, and its
+content is checked against the checksum recorded before the move. A
+mismatch (someone wrote into the range while it was being archived) moves
+the partition back and raises; nothing is left half-moved.
+
+The checksum is the count of rows and a sum of per-row hashes of their whole
+content (``md5(row::text)``): independent of row order and of where the rows
+live, so the same rows give the same checksum before and after.
+
+An unpartitioned collection archives by a time field instead: rows move in
+batches, each batch in one statement (``DELETE … RETURNING`` into ``INSERT``),
+so again each row is in one place at any moment, and an interrupted run is
+resumed by the next.
+
+Archived records keep their ids: a partitioned collection keeps them in its
+id registry (foreign keys to them stay valid; ``insert()`` and ``upsert()``
+refuse them) until `purge_archive`, the only call that deletes archived data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .._errors import ArchiveChecksumError, ConfigError, DatabaseError, translating
+from .._identifiers import qualified, quote_ident
+from .._schema import partitioning as _partitioning
+from .._schema.columns import ColumnType
+from .._schema.ddl import registry_name
+from .._schema.partitioning import ArchiveReport, PartitionInfo, TimePartitions
+from .._schema.spec import CollectionSpec
+from .._typing import AnyConnection, Connections
+from . import partitions as _partitions
+
+__all__ = [
+    "ARCHIVE_SCHEMA",
+    "archive",
+    "archive_rows",
+    "archived_partitions",
+    "archived_tables",
+    "checksum",
+    "purge",
+    "recover",
+    "restore",
+    "restore_rows",
+]
+
+logger = logging.getLogger("vecdb.archive")
+
+ARCHIVE_SCHEMA = "vecdb_archive"
+_MARK = "vecdb_archive"  # the key of vecdb's JSON in a partition's table comment
+
+ArchiveProgress = Callable[[str, int], Awaitable[None] | None]
+
+
+async def checksum(conn: AnyConnection, table: str, where: str = "TRUE", *args: Any) -> str:
+    """``"<rows>:<sum of row hashes>"`` of ``table`` (qualified) rows matching ``where``."""
+    row = await conn.fetchrow(
+        f"SELECT count(*) AS n, coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)"
+        f"::bigint::numeric), 0)::text AS h FROM {table} t WHERE {where}",
+        *args,
+    )
+    assert row is not None  # noqa: S101 - an aggregate returns one row
+    return f"{row['n']}:{row['h']}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Marked:
+    """A partition vecdb is moving or has archived: where it is, and its record."""
+
+    name: str
+    schema: str
+    attached: bool
+    pending: bool  # a DETACH … CONCURRENTLY that did not finish
+    record: dict[str, Any]
+
+
+_MARKED = """
+SELECT c.relname AS name, n.nspname AS schema, obj_description(c.oid, 'pg_class') AS comment,
+       i.inhrelid IS NOT NULL AS attached, coalesce(i.inhdetachpending, false) AS pending
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_inherits i ON i.inhrelid = c.oid
+WHERE c.relkind = 'r' AND n.nspname IN ($1, $2)
+  AND obj_description(c.oid, 'pg_class') LIKE '{"vecdb_archive":%'
+"""
+
+
+async def _marked(conn: AnyConnection, spec: CollectionSpec) -> list[_Marked]:
+    rows = await conn.fetch(_MARKED, spec.schema, ARCHIVE_SCHEMA)
+    found = []
+    for row in rows:
+        try:
+            record = json.loads(row["comment"])[_MARK]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if record.get("collection") == spec.name:
+            found.append(
+                _Marked(row["name"], row["schema"], row["attached"], row["pending"], record)
+            )
+    return found
+
+
+async def _set_record(
+    conn: AnyConnection, schema: str, name: str, record: dict[str, Any] | None
+) -> None:
+    text = None if record is None else json.dumps({_MARK: record})
+    # COMMENT takes a literal, not a parameter: the server quotes it (%L of NULL is NULL).
+    statement = await conn.fetchval(
+        "SELECT format('COMMENT ON TABLE %s IS %L', $1::text, $2::text)",
+        qualified(schema, name),
+        text,
+    )
+    await conn.execute(statement)
+
+
+def _key(spec: CollectionSpec, text: str) -> Any:
+    """A partition key back from the text `archive` recorded."""
+    ctype = spec.layout.filterable[spec.partition_key or ""]
+    if isinstance(spec.partitioning, TimePartitions):
+        if ctype is ColumnType.DATE:
+            return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.UTC)
+        return dt.datetime.fromisoformat(text)
+    converters: dict[ColumnType, Callable[[str], Any]] = {
+        ColumnType.BIGINT: int,
+        ColumnType.BOOLEAN: lambda s: s == "true",
+        ColumnType.UUID: uuid.UUID,
+        ColumnType.DATE: dt.date.fromisoformat,
+    }
+    return converters.get(ctype, str)(text)
+
+
+def _check_time_partitioned(spec: CollectionSpec, what: str) -> TimePartitions:
+    if not isinstance(spec.partitioning, TimePartitions):
+        raise ConfigError(
+            f"{what} of collection {spec.name!r} works on time partitions; this collection is "
+            + (
+                "partitioned by value"
+                if spec.partitioning is not None
+                else "not partitioned (pass field= to archive by a time field)"
+            ),
+            setting="older_than",
+        )
+    return spec.partitioning
+
+
+def _aware(value: dt.datetime, name: str) -> dt.datetime:
+    if not isinstance(value, dt.datetime) or value.tzinfo is None:
+        raise ConfigError(
+            f"{name} must be a timezone-aware datetime (e.g. datetime.now(datetime.UTC) - "
+            f"timedelta(days=365)), got {value!r}",
+            setting=name,
+        )
+    return value
+
+
+# -- partitioned collections ----------------------------------------------------------------
+
+
+async def recover(pool: Connections, spec: CollectionSpec) -> None:
+    """Finish every move of this collection's partitions that was interrupted."""
+    async with pool.acquire() as conn:
+        with translating():
+            for marked in await _marked(conn, spec):
+                state = marked.record.get("state")
+                if state == "archiving":
+                    logger.info("finishing the interrupted archive of %s", marked.name)
+                    await _finish_archive(conn, spec, marked)
+                elif state == "restoring":
+                    logger.info("finishing the interrupted restore of %s", marked.name)
+                    await _finish_restore(conn, spec, marked)
+
+
+async def _finish_archive(conn: AnyConnection, spec: CollectionSpec, marked: _Marked) -> str:
+    """The rest of an archive, from wherever it stopped; returns the verified checksum."""
+    parent = qualified(spec.schema, spec.table)
+    name, schema = marked.name, marked.schema
+    if marked.attached and marked.pending:
+        await conn.execute(
+            f"ALTER TABLE {parent} DETACH PARTITION {qualified(schema, name)} FINALIZE"
+        )
+    elif marked.attached:
+        # Outside a transaction: CONCURRENTLY runs in two of its own.
+        await conn.execute(
+            f"ALTER TABLE {parent} DETACH PARTITION {qualified(schema, name)} CONCURRENTLY"
+        )
+    if schema != ARCHIVE_SCHEMA:
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(ARCHIVE_SCHEMA)}")
+        await conn.execute(
+            f"ALTER TABLE {qualified(schema, name)} SET SCHEMA {quote_ident(ARCHIVE_SCHEMA)}"
+        )
+    after = await checksum(conn, qualified(ARCHIVE_SCHEMA, name))
+    before = marked.record["checksum"]
+    if after != before:
+        # Written to while it was being archived: put it back as it is now.
+        await _move_back(conn, spec, name, marked.record)
+        raise ArchiveChecksumError(
+            f"partition {name} of {spec.name!r} changed while it was being archived "
+            f"(checksum {before} before, {after} after): rows were written into a range "
+            "older than older_than. It was put back; nothing was archived. Archive again "
+            "once writes to that range have stopped.",
+            table=name,
+            before=before,
+            after=after,
+        )
+    record = {**marked.record, "state": "archived", "archived_at": _now()}
+    await _set_record(conn, ARCHIVE_SCHEMA, name, record)
+    logger.info("archived partition %s of %s (%s)", name, spec.name, after)
+    return after
+
+
+async def _move_back(
+    conn: AnyConnection, spec: CollectionSpec, name: str, record: dict[str, Any]
+) -> None:
+    async with conn.transaction():
+        await conn.execute(
+            f"ALTER TABLE {qualified(ARCHIVE_SCHEMA, name)} SET SCHEMA {quote_ident(spec.schema)}"
+        )
+        await _partitions.attach(
+            conn, spec, _key(spec, record["key"]), qualified(spec.schema, name)
+        )
+        await _set_record(conn, spec.schema, name, None)
+
+
+async def archive(
+    pool: Connections,
+    spec: CollectionSpec,
+    older_than: dt.datetime,
+    *,
+    progress: ArchiveProgress | None,
+) -> ArchiveReport:
+    """Archive every partition that ends at or before ``older_than`` (see the module docstring)."""
+    partitioning = _check_time_partitioned(spec, "archive()")
+    _aware(older_than, "older_than")
+    await recover(pool, spec)
+    async with pool.acquire() as conn:
+        with translating():
+            live = await _partitions.list_partitions(conn, spec)
+            todo = [p for p in live if isinstance(p.upper, dt.datetime) and p.upper <= older_than]
+            before_all: list[str] = []
+            after_all: list[str] = []
+            rows = 0
+            for info in todo:
+                assert info.lower is not None  # noqa: S101 - time partitions have bounds
+                table = qualified(spec.schema, info.name)
+                before = await checksum(conn, table)
+                record = {
+                    "collection": spec.name,
+                    "key": _partitions.literal(spec, info.lower),
+                    "interval": partitioning.interval,
+                    "checksum": before,
+                    "rows": info.rows,
+                    "state": "archiving",
+                }
+                await _set_record(conn, spec.schema, info.name, record)
+                marked = _Marked(info.name, spec.schema, True, False, record)
+                after = await _finish_archive(conn, spec, marked)
+                before_all.append(before)
+                after_all.append(after)
+                rows += int(before.split(":", 1)[0])
+                if progress is not None:
+                    await _call(progress, info.name, rows)
+    return ArchiveReport(
+        rows=rows,
+        partitions=tuple(p.name for p in todo),
+        checksum_before=_combine(before_all),
+        checksum_after=_combine(after_all),
+    )
+
+
+async def _finish_restore(conn: AnyConnection, spec: CollectionSpec, marked: _Marked) -> None:
+    name = marked.name
+    if marked.schema == ARCHIVE_SCHEMA:
+        await _check_restorable(conn, spec, name, marked.record)
+        await conn.execute(
+            f"ALTER TABLE {qualified(ARCHIVE_SCHEMA, name)} SET SCHEMA {quote_ident(spec.schema)}"
+        )
+    table = qualified(spec.schema, name)
+    if not marked.attached:
+        await _partitions.attach(conn, spec, _key(spec, marked.record["key"]), table)
+    after = await checksum(conn, table)
+    if after != marked.record["checksum"]:
+        logger.warning(
+            "restored partition %s of %s has checksum %s, %s when archived",
+            name,
+            spec.name,
+            after,
+            marked.record["checksum"],
+        )
+    await _set_record(conn, spec.schema, name, None)
+    logger.info("restored partition %s of %s (%s)", name, spec.name, after)
+
+
+async def _check_restorable(
+    conn: AnyConnection, spec: CollectionSpec, name: str, record: dict[str, Any]
+) -> None:
+    """Refuse a restore that would overlap live data; nothing is changed then.
+
+    Raises:
+        ConfigError: The range has a live partition again (rows arrived since),
+            or some of the archived ids now live elsewhere.
+    """
+    if await conn.fetchval("SELECT to_regclass($1)", qualified(spec.schema, name)):
+        rows = await conn.fetchval(f"SELECT count(*) FROM {qualified(spec.schema, name)}")
+        raise ConfigError(
+            f"cannot restore {name} of {spec.name!r}: its range has received new rows since it "
+            f"was archived (the live partition {spec.schema}.{name} holds {rows}). Nothing was "
+            "changed. Move those rows elsewhere (or delete them), then restore again.",
+            setting="newer_than",
+        )
+    key = quote_ident(spec.partition_key or "")
+    id_col = quote_ident(spec.layout.id.name)
+    registry = qualified(spec.schema, registry_name(spec))
+    moved = await conn.fetch(
+        f"SELECT a.{id_col} AS id FROM {qualified(ARCHIVE_SCHEMA, name)} a "
+        f"JOIN {registry} r ON r.{id_col} = a.{id_col} WHERE r.{key} IS DISTINCT FROM a.{key} "
+        f"LIMIT 20"
+    )
+    if moved:
+        raise ConfigError(
+            f"cannot restore {name} of {spec.name!r}: ids {[r['id'] for r in moved]} were "
+            "written again since they were archived and live in another partition. Nothing "
+            "was changed.",
+            setting="newer_than",
+        )
+
+
+async def restore(
+    pool: Connections,
+    spec: CollectionSpec,
+    newer_than: dt.datetime | None,
+    *,
+    progress: ArchiveProgress | None,
+) -> ArchiveReport:
+    """Bring archived partitions back (all, or those ending after ``newer_than``)."""
+    _check_time_partitioned(spec, "restore()")
+    if newer_than is not None:
+        _aware(newer_than, "newer_than")
+    await recover(pool, spec)
+    async with pool.acquire() as conn:
+        with translating():
+            todo = []
+            for marked in await _marked(conn, spec):
+                if marked.schema != ARCHIVE_SCHEMA or marked.record.get("state") != "archived":
+                    continue
+                lower = _key(spec, marked.record["key"])
+                interval = spec.partitioning.interval  # type: ignore[union-attr]
+                if newer_than is None or _partitioning.step(lower, interval) > newer_than:
+                    todo.append(marked)
+            todo.sort(key=lambda m: m.name)
+            for marked in todo:  # every check first: a refusal changes nothing
+                await _check_restorable(conn, spec, marked.name, marked.record)
+            rows = 0
+            before_all, after_all = [], []
+            for marked in todo:
+                record = {**marked.record, "state": "restoring"}
+                await _set_record(conn, ARCHIVE_SCHEMA, marked.name, record)
+                await _finish_restore(conn, spec, dataclasses.replace(marked, record=record))
+                after = await checksum(conn, qualified(spec.schema, marked.name))
+                before_all.append(marked.record["checksum"])
+                after_all.append(after)
+                rows += int(after.split(":", 1)[0])
+                if progress is not None:
+                    await _call(progress, marked.name, rows)
+    return ArchiveReport(
+        rows=rows,
+        partitions=tuple(m.name for m in todo),
+        checksum_before=_combine(before_all),
+        checksum_after=_combine(after_all),
+    )
+
+
+async def purge(pool: Connections, spec: CollectionSpec, older_than: dt.datetime) -> ArchiveReport:
+    """Delete archived partitions that end at or before ``older_than``, and their ids.
+
+    Raises:
+        ConfigError: Another collection's records still reference archived ids
+            (a foreign key with ``on_delete="restrict"``); nothing was deleted.
+    """
+    _check_time_partitioned(spec, "purge_archive()")
+    _aware(older_than, "older_than")
+    await recover(pool, spec)
+    interval = spec.partitioning.interval  # type: ignore[union-attr]
+    id_col = quote_ident(spec.layout.id.name)
+    registry = qualified(spec.schema, registry_name(spec))
+    async with pool.transaction() as conn:
+        todo = [
+            m
+            for m in await _marked(conn, spec)
+            if m.schema == ARCHIVE_SCHEMA
+            and m.record.get("state") == "archived"
+            and _partitioning.step(_key(spec, m.record["key"]), interval) <= older_than
+        ]
+        rows = 0
+        sums = []
+        for marked in sorted(todo, key=lambda m: m.name):
+            table = qualified(ARCHIVE_SCHEMA, marked.name)
+            sums.append(await checksum(conn, table))
+            try:
+                with translating():
+                    deleted = await conn.execute(
+                        f"DELETE FROM {registry} r USING {table} a WHERE r.{id_col} = a.{id_col}"
+                    )
+            except DatabaseError as exc:
+                if exc.sqlstate not in ("23001", "23503"):  # restrict / foreign key violation
+                    raise
+                raise ConfigError(
+                    f"cannot purge {marked.name} of {spec.name!r}: other records still "
+                    f"reference its ids ({exc.detail}). Nothing was deleted. Delete those "
+                    "records first, or make their foreign key on_delete='cascade'.",
+                    setting="older_than",
+                ) from exc
+            rows += int(deleted.rsplit(maxsplit=1)[-1])
+            await conn.execute(f"DROP TABLE {table}")
+            logger.info("purged archived partition %s of %s", marked.name, spec.name)
+    return ArchiveReport(
+        rows=rows,
+        partitions=tuple(sorted(m.name for m in todo)),
+        checksum_before=_combine(sums),
+        checksum_after="0:0",
+    )
+
+
+# -- unpartitioned collections ---------------------------------------------------------------
+
+
+async def _referencing(conn: AnyConnection, spec: CollectionSpec) -> list[str]:
+    """Collections with a foreign key to ``spec``'s ids."""
+    rows = await conn.fetch("SELECT name, spec FROM vecdb.collections WHERE name <> $1", spec.name)
+    found = []
+    for row in rows:
+        data = json.loads(row["spec"]) if isinstance(row["spec"], str) else row["spec"]
+        if any(fk.get("collection") == spec.name for fk in data.get("foreign_keys", {}).values()):
+            found.append(row["name"])
+    return sorted(found)
+
+
+async def archive_rows(
+    pool: Connections,
+    spec: CollectionSpec,
+    field: str,
+    older_than: dt.datetime,
+    *,
+    batch_size: int,
+    progress: ArchiveProgress | None,
+) -> ArchiveReport:
+    """Move rows whose ``field`` is before ``older_than`` into ``vecdb_archive.<table>``.
+
+    One statement per batch moves it (``DELETE … RETURNING`` feeding an
+    ``INSERT``): a batch is archived whole or not at all, so an interrupted
+    run leaves every row in one place, and the next run moves the rest.
+
+    Raises:
+        ConfigError: ``field`` is not a datetime or date field, or other
+            collections reference this one by foreign key (archiving deletes
+            the rows from the table their keys point to).
+    """
+    _aware(older_than, "older_than")
+    ctype = spec.layout.filterable.get(field)
+    if ctype not in (ColumnType.TIMESTAMPTZ, ColumnType.DATE):
+        times = sorted(
+            name
+            for name, kind in spec.layout.filterable.items()
+            if kind in (ColumnType.TIMESTAMPTZ, ColumnType.DATE)
+        )
+        raise ConfigError(
+            f"field={field!r} is not a datetime or date field of {spec.name!r}; choose one "
+            f"of {times}",
+            setting="field",
+        )
+    live = qualified(spec.schema, spec.table)
+    store = qualified(ARCHIVE_SCHEMA, spec.table)
+    column = quote_ident(field)
+    id_col = quote_ident(spec.layout.id.name)
+    cutoff: dt.datetime | dt.date = older_than
+    if ctype is ColumnType.DATE:
+        cutoff = older_than.astimezone(dt.UTC).date()
+    async with pool.acquire() as conn:
+        with translating():
+            referencing = await _referencing(conn, spec)
+            if referencing:
+                raise ConfigError(
+                    f"cannot archive rows of {spec.name!r}: collections {referencing} reference "
+                    "it by foreign key, and archiving deletes rows from the table their keys "
+                    "point to. Nothing was moved. Partition the collection (its archived ids "
+                    "stay referable), or drop those foreign keys.",
+                    setting="field",
+                )
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(ARCHIVE_SCHEMA)}")
+            await conn.execute(f"CREATE TABLE IF NOT EXISTS {store} (LIKE {live} INCLUDING ALL)")
+            record = {"collection": spec.name, "kind": "rows", "field": field, "state": "rows"}
+            await _set_record(conn, ARCHIVE_SCHEMA, spec.table, record)
+            where = f"{column} < $1"
+            before = await checksum(conn, live, where, cutoff)
+            stored_before = await checksum(conn, store, where, cutoff)
+            moved = 0
+            while True:
+                status = await conn.execute(
+                    f"WITH batch AS (SELECT {id_col} FROM {live} WHERE {where} "
+                    f"ORDER BY {id_col} LIMIT $2 FOR UPDATE SKIP LOCKED), "
+                    f"moved AS (DELETE FROM {live} t USING batch WHERE t.{id_col} = "
+                    f"batch.{id_col} RETURNING t.*) INSERT INTO {store} SELECT * FROM moved",
+                    cutoff,
+                    batch_size,
+                )
+                n = int(status.rsplit(maxsplit=1)[-1])
+                moved += n
+                if progress is not None and n:
+                    await _call(progress, spec.table, moved)
+                if n < batch_size:
+                    break
+            stored_after = await checksum(conn, store, where, cutoff)
+    after = _subtract(stored_after, stored_before)
+    if after != before:
+        raise ArchiveChecksumError(
+            f"the rows of {spec.name!r} archived by this call have checksum {after}, the rows "
+            f"that matched before it {before}: rows older than older_than were written while "
+            "it ran. Every row is in one place (the table or the archive); archive again to "
+            "move the rest.",
+            table=spec.table,
+            before=before,
+            after=after,
+        )
+    logger.info("archived %d rows of %s into %s", moved, spec.name, store)
+    return ArchiveReport(rows=moved, partitions=(), checksum_before=before, checksum_after=after)
+
+
+async def restore_rows(
+    pool: Connections,
+    spec: CollectionSpec,
+    newer_than: dt.datetime | None,
+    *,
+    progress: ArchiveProgress | None,
+) -> ArchiveReport:
+    """Move archived rows of an unpartitioned collection back (all, or ``field >= newer_than``).
+
+    Raises:
+        ConfigError: Nothing was archived, or archived ids exist in the table
+            again (written since); nothing is moved then.
+    """
+    live = qualified(spec.schema, spec.table)
+    store = qualified(ARCHIVE_SCHEMA, spec.table)
+    id_col = quote_ident(spec.layout.id.name)
+    async with pool.acquire() as conn:
+        with translating():
+            marked = [m for m in await _marked(conn, spec) if m.record.get("kind") == "rows"]
+            if not marked:
+                return ArchiveReport(
+                    rows=0, partitions=(), checksum_before="0:0", checksum_after="0:0"
+                )
+            where, in_store, args = "TRUE", "TRUE", []
+            if newer_than is not None:
+                _aware(newer_than, "newer_than")
+                column = quote_ident(marked[0].record["field"])
+                where, in_store, args = f"{column} >= $1", f"a.{column} >= $1", [newer_than]
+            async with conn.transaction():
+                clash = await conn.fetch(
+                    f"SELECT a.{id_col} AS id FROM {store} a JOIN {live} t USING ({id_col}) "
+                    f"WHERE {in_store} LIMIT 20",
+                    *args,
+                )
+                if clash:
+                    raise ConfigError(
+                        f"cannot restore into {spec.name!r}: ids {[r['id'] for r in clash]} "
+                        "were written again since they were archived. Nothing was changed.",
+                        setting="newer_than",
+                    )
+                before = await checksum(conn, store, where, *args)
+                live_before = await checksum(conn, live, where, *args)
+                status = await conn.execute(
+                    f"WITH moved AS (DELETE FROM {store} a WHERE {where} RETURNING a.*) "
+                    f"INSERT INTO {live} SELECT * FROM moved",
+                    *args,
+                )
+                after = _subtract(await checksum(conn, live, where, *args), live_before)
+                if after != before:  # in the transaction: raising undoes the move
+                    raise ArchiveChecksumError(
+                        f"restoring into {spec.name!r} gave checksum {after}, the archived "
+                        f"rows had {before}; nothing was restored.",
+                        table=spec.table,
+                        before=before,
+                        after=after,
+                    )
+            rows = int(status.rsplit(maxsplit=1)[-1])
+            if progress is not None:
+                await _call(progress, spec.table, rows)
+    return ArchiveReport(rows=rows, partitions=(), checksum_before=before, checksum_after=after)
+
+
+def _subtract(total: str, part: str) -> str:
+    rows_t, sum_t = (int(x) for x in total.split(":", 1))
+    rows_p, sum_p = (int(x) for x in part.split(":", 1))
+    return f"{rows_t - rows_p}:{sum_t - sum_p}"
+
+
+async def archived_partitions(conn: AnyConnection, spec: CollectionSpec) -> list[PartitionInfo]:
+    """The archived partitions, as `PartitionInfo` with ``archived=True``."""
+    infos = []
+    interval = spec.partitioning.interval if isinstance(spec.partitioning, TimePartitions) else None
+    for marked in sorted(await _marked(conn, spec), key=lambda m: m.name):
+        if marked.schema != ARCHIVE_SCHEMA or marked.record.get("state") != "archived":
+            continue  # (an unpartitioned collection's archive table is "rows", not listed)
+        lower = _key(spec, marked.record["key"])
+        table = qualified(ARCHIVE_SCHEMA, marked.name)
+        rows = await conn.fetchval(f"SELECT count(*) FROM {table}")
+        size = await conn.fetchval("SELECT pg_total_relation_size($1::regclass)", table)
+        infos.append(
+            PartitionInfo(
+                name=marked.name,
+                lower=lower if interval else None,
+                upper=_partitioning.step(lower, interval) if interval else None,
+                value=None if interval else lower,
+                rows=int(rows),
+                total_bytes=int(size),
+                archived=True,
+            )
+        )
+    return infos
+
+
+async def archived_tables(conn: AnyConnection, spec: CollectionSpec) -> list[str]:
+    """The qualified archive tables holding this collection's archived rows."""
+    names = [
+        qualified(ARCHIVE_SCHEMA, m.name)
+        for m in await _marked(conn, spec)
+        if m.schema == ARCHIVE_SCHEMA and m.record.get("state") in ("archived", "rows")
+    ]
+    return sorted(names)
+
+
+def _combine(parts: list[str]) -> str:
+    """Checksums of several tables as one: rows and hash sums add up."""
+    rows = sum(int(p.split(":", 1)[0]) for p in parts)
+    total = sum(int(p.split(":", 1)[1]) for p in parts)
+    return f"{rows}:{total}"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+async def _call(progress: ArchiveProgress, name: str, rows: int) -> None:
+    result = progress(name, rows)
+    if result is not None:
+        await result
