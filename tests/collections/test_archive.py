@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import random
 import signal
 import sys
@@ -109,9 +110,7 @@ async def test_restore_brings_partitions_back_with_their_content(
     assert rest.partitions == ("events_p20240101",)
     assert await events.count() == 60
     assert not [p for p in await events.partitions() if p.archived]
-    assert (
-        _archive._combine([report.checksum_after, rest.checksum_after]) == archived.checksum_after
-    )
+    assert _archive.combine([report.checksum_after, rest.checksum_after]) == archived.checksum_after
     assert len(await events.search([1.0, 0.0, 0.5, -1.0], k=100)) == 60
     assert all(len(tables) == 1 for tables in (await _places(db)).values())
 
@@ -322,3 +321,87 @@ async def test_an_unpartitioned_collection_that_others_reference_is_not_archived
     with pytest.raises(vecdb.ConfigError, match="notes"):
         await flat.archive(older_than=start(2024, 4), field="created_at")
     assert await flat.count() == 60
+
+
+# -- off the database ---------------------------------------------------------------------
+
+
+async def test_an_exported_archive_comes_back_from_its_file(
+    events: vecdb.Collection[Event], tmp_path: Path
+) -> None:
+    def old(records: list[Event]) -> list[tuple[Any, ...]]:
+        return sorted(
+            (r.id, r.created_at, r.tenant, r.embedding.tolist())
+            for r in records
+            if r.created_at < start(2024, 3)
+        )
+
+    before = old(await events.get_many(range(60)))
+    archived = await events.archive(older_than=start(2024, 3))
+    path = tmp_path / "events-2024.parquet"
+    exported = await events.export_archive(path)
+    assert (exported.rows, exported.checksum_before) == (20, archived.checksum_after)
+    manifest = json.loads((tmp_path / "events-2024.parquet.manifest.json").read_text())
+    assert (manifest["collection"], manifest["rows"]) == ("events", 20)
+    await events.purge_archive(start(2024, 3), confirm="events")
+    assert await events.count(include_archived=True) == 40
+    report = await events.restore(from_file=path)
+    assert report.rows == 20
+    assert report.checksum_before == report.checksum_after == archived.checksum_after
+    after = old(await events.get_many(range(60)))
+    assert after == before
+    assert await events.count() == 60
+
+
+async def test_a_file_is_not_restored_over_the_archive_it_came_from(
+    events: vecdb.Collection[Event], tmp_path: Path
+) -> None:
+    await events.archive(older_than=start(2024, 2))
+    path = tmp_path / "jan.parquet"
+    await events.export_archive(path)
+    with pytest.raises(vecdb.DuplicateRecordError):
+        await events.restore(from_file=path)  # the archive still holds those ids
+    assert await events.count(include_archived=True) == 60
+
+
+async def test_export_refuses_to_overwrite_or_to_export_nothing(
+    events: vecdb.Collection[Event], tmp_path: Path
+) -> None:
+    with pytest.raises(vecdb.ConfigError, match="no archived data"):
+        await events.export_archive(tmp_path / "none.parquet")
+    await events.archive(older_than=start(2024, 2))
+    taken = tmp_path / "taken.parquet"
+    taken.write_text("mine")
+    with pytest.raises(vecdb.ConfigError, match="never overwrites"):
+        await events.export_archive(taken)
+    assert taken.read_text() == "mine"
+
+
+async def test_a_changed_or_foreign_file_restores_nothing(
+    db: vecdb.Database, events: vecdb.Collection[Event], tmp_path: Path
+) -> None:
+    await events.archive(older_than=start(2024, 2))
+    path = tmp_path / "jan.parquet"
+    await events.export_archive(path)
+    await events.purge_archive(start(2024, 2), confirm="events")
+    manifest = tmp_path / "jan.parquet.manifest.json"
+    original = json.loads(manifest.read_text())
+    other = await db.collection("other", Event, dim=DIM)
+    with pytest.raises(vecdb.ConfigError, match="collection 'events'"):
+        await other.restore(from_file=path)
+    manifest.write_text(json.dumps({**original, "checksum": "10:1"}))
+    with pytest.raises(vecdb.ArchiveChecksumError):
+        await events.restore(from_file=path)
+    manifest.write_text(json.dumps({**original, "rows": 11}))
+    with pytest.raises(vecdb.ArchiveChecksumError):
+        await events.restore(from_file=path)
+    assert await events.count(include_archived=True) == 50  # nothing came back
+
+
+async def test_export_without_pyarrow_names_the_extra(
+    events: vecdb.Collection[Event], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await events.archive(older_than=start(2024, 2))
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    with pytest.raises(ImportError, match=r"vecdb\[parquet\]"):
+        await events.export_archive(tmp_path / "x.parquet")

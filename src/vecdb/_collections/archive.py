@@ -57,6 +57,7 @@ __all__ = [
     "archived_partitions",
     "archived_tables",
     "checksum",
+    "combine",
     "purge",
     "recover",
     "restore",
@@ -281,8 +282,8 @@ async def archive(
     return ArchiveReport(
         rows=rows,
         partitions=tuple(p.name for p in todo),
-        checksum_before=_combine(before_all),
-        checksum_after=_combine(after_all),
+        checksum_before=combine(before_all),
+        checksum_after=combine(after_all),
     )
 
 
@@ -383,8 +384,8 @@ async def restore(
     return ArchiveReport(
         rows=rows,
         partitions=tuple(m.name for m in todo),
-        checksum_before=_combine(before_all),
-        checksum_after=_combine(after_all),
+        checksum_before=combine(before_all),
+        checksum_after=combine(after_all),
     )
 
 
@@ -434,7 +435,7 @@ async def purge(pool: Connections, spec: CollectionSpec, older_than: dt.datetime
     return ArchiveReport(
         rows=rows,
         partitions=tuple(sorted(m.name for m in todo)),
-        checksum_before=_combine(sums),
+        checksum_before=combine(sums),
         checksum_after="0:0",
     )
 
@@ -646,7 +647,7 @@ async def archived_tables(conn: AnyConnection, spec: CollectionSpec) -> list[str
     return sorted(names)
 
 
-def _combine(parts: list[str]) -> str:
+def combine(parts: list[str]) -> str:
     """Checksums of several tables as one: rows and hash sums add up."""
     rows = sum(int(p.split(":", 1)[0]) for p in parts)
     total = sum(int(p.split(":", 1)[1]) for p in parts)

@@ -10,12 +10,14 @@ import dataclasses
 import datetime as dt
 import logging
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Generic, TypeAlias
 
+import anyio
 import numpy.typing as npt
 
 from .._config import check_int
-from .._errors import ConfigError, translating
+from .._errors import ArchiveChecksumError, ConfigError, translating
 from .._identifiers import qualified, quote_ident
 from .._schema import spec as _spec
 from .._schema.ddl import registry_name
@@ -27,6 +29,7 @@ from .._search.searcher import Explain, Hit, Searcher
 from .._typing import AnyConnection, Connections, M, VectorInput
 from . import archive as _archive
 from . import catalog as _catalog
+from . import export as _export
 from . import indexing as _indexing
 from . import partitions as _partitions
 from .archive import ArchiveProgress
@@ -489,6 +492,7 @@ class Collection(Generic[M]):
         self,
         newer_than: dt.datetime | None = None,
         *,
+        from_file: str | Path | None = None,
         progress: ArchiveProgress | None = None,
     ) -> ArchiveReport:
         """Bring archived data back: all of it, or what is newer than ``newer_than``.
@@ -499,10 +503,19 @@ class Collection(Generic[M]):
         new rows since it was archived, or archived ids written again, refuse
         the restore with nothing changed.
 
+        With ``from_file=``, the rows of an `export_archive` file are written
+        back instead (after their checksum is checked against the manifest's,
+        before anything is written).
+
         Raises:
-            ConfigError: The restore would overlap live data (see above).
+            ConfigError: The restore would overlap live data (see above), or the
+                file's manifest is missing or for another collection.
+            ArchiveChecksumError: The file's rows differ from what was exported.
+            ImportError: ``from_file=`` without pyarrow (``vecdb[parquet]``).
         """
         self._pool.check_open()
+        if from_file is not None:
+            return await self._restore_file(Path(from_file), progress)
         if self._spec.partitioning is None:
             report = await _archive.restore_rows(
                 self._pool, self._spec, newer_than, progress=progress
@@ -512,6 +525,66 @@ class Collection(Generic[M]):
             await self._pool.schema_changed()
         self._searcher.data_changed()
         return report
+
+    async def export_archive(self, path: str | Path) -> ArchiveReport:
+        """Write the archived records to a Parquet file, with a manifest beside it.
+
+        ``<path>.manifest.json`` records the collection, its definition, the
+        rows and the archive's checksum; ``restore(from_file=path)`` reads it
+        back. Needs the ``vecdb[parquet]`` extra (pyarrow).
+
+        Example:
+            >>> await events.export_archive("events-2024.parquet")
+            >>> await events.purge_archive(cutoff, confirm="events")
+
+        Raises:
+            ConfigError: Nothing is archived, or ``path`` exists.
+            ImportError: pyarrow is not installed.
+        """
+        self._pool.check_open()
+        manifest = await _export.export(self._pool, self._spec, Path(path))
+        return ArchiveReport(
+            rows=manifest["rows"],
+            partitions=tuple(manifest["tables"]),
+            checksum_before=manifest["checksum"],
+            checksum_after=manifest["checksum"],
+        )
+
+    async def _restore_file(self, path: Path, progress: ArchiveProgress | None) -> ArchiveReport:
+        manifest, rows = await anyio.to_thread.run_sync(_export.read, path, self._spec)
+        models = [self._codec.validate(row, j) for j, row in enumerate(rows)]
+        copy_rows, ids = self._codec.rows(models, 0)
+        async with self._pool.transaction() as conn:
+            # The file's rows in the table's own types: their checksum must be the
+            # one taken of the archive when it was exported.
+            stage = quote_ident("_vecdb_restore_" + self._spec.name)
+            await conn.execute(f"CREATE TEMP TABLE {stage} (LIKE {self._table}) ON COMMIT DROP")
+            await conn.copy_records_to_table(
+                "_vecdb_restore_" + self._spec.name,
+                records=copy_rows,
+                columns=list(self._spec.layout.columns),
+            )
+            found = await _archive.checksum(conn, stage)
+        if found != manifest["checksum"]:
+            raise ArchiveChecksumError(
+                f"the rows of {path} have checksum {found}, the archive had "
+                f"{manifest['checksum']} when exported; nothing was restored.",
+                table=str(path),
+                before=manifest["checksum"],
+                after=found,
+            )
+        written = await self._writer.write(models, "upsert", None, None)
+        async with self._pool.acquire() as conn:
+            with translating():
+                id_col = quote_ident(self._spec.layout.id.name)
+                after = await _archive.checksum(conn, self._table, f"{id_col} = ANY($1)", ids)
+        if progress is not None:
+            result = progress(str(path), written)
+            if result is not None:
+                await result
+        return ArchiveReport(
+            rows=written, partitions=(), checksum_before=found, checksum_after=after
+        )
 
     async def purge_archive(self, older_than: dt.datetime, *, confirm: str) -> ArchiveReport:
         """Delete archived partitions that end at or before ``older_than``, for good.
