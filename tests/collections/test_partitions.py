@@ -479,3 +479,21 @@ async def test_create_index_rebuilds_every_partitions_index(
     assert all("m='24'" in row["definition"] and row["indisvalid"] for row in definitions)
     assert len(await events.search([1, 2, 0.5, -1], k=5)) == 5
     assert events.spec["index"] == {"m": 24, "ef_construction": 64}
+
+
+async def test_a_new_partition_does_not_wait_for_readers_nor_make_them_wait(
+    db: vecdb.Database, events: vecdb.Collection[Event]
+) -> None:
+    await events.upsert([event(1, month(2024, 1))])
+    async with db.transaction() as reader:
+        # A long reader holds ACCESS SHARE on the parent and its partitions:
+        # CREATE TABLE ... PARTITION OF (ACCESS EXCLUSIVE) would wait for it.
+        assert await reader.fetchval("SELECT count(*) FROM events") == 1
+        await asyncio.wait_for(events.upsert([event(2, month(2031, 7))]), timeout=30)
+    async with db.transaction() as writer:
+        # A write that made a partition holds SHARE UPDATE EXCLUSIVE until it
+        # commits; searches and reads of the other partitions go on meanwhile.
+        await writer.execute("LOCK TABLE ONLY events IN SHARE UPDATE EXCLUSIVE MODE")
+        hits = await asyncio.wait_for(events.search([1, 1, 0.5, -1], k=5), timeout=30)
+        assert {h.record.id for h in hits} == {1, 2}
+        assert await asyncio.wait_for(events.count(), timeout=30) == 2
