@@ -12,6 +12,11 @@ Usage::
     vecdb invalid-indexes              INVALID indexes left by failed concurrent builds
     vecdb collections                  every collection: table, vectors, metric, storage, index
     vecdb create-index NAME            (re)build a collection's HNSW index, with a progress bar
+    vecdb partitions NAME              a partitioned collection's partitions, live then archived
+    vecdb archive NAME --older-than DATE [--field F] [--batch-size N] [--dry-run]
+                                       move old partitions (or rows) into vecdb_archive
+    vecdb restore NAME [--newer-than DATE]
+                                       bring archived partitions (or rows) back
 
 Every command takes ``--dsn`` (default ``$VECDB_DSN``, else the embedded server),
 ``--data-dir``, ``--migrations PKG`` (repeatable; the current directory is
@@ -37,6 +42,7 @@ from .._server.connect import connect
 from .._version import __version__
 from . import collections as _cli_collections
 from . import migrations as _cli_migrations
+from . import partitions as _cli_partitions
 from .output import EXIT_ERROR, Command, Outcome, to_json
 
 __all__ = ["main"]
@@ -106,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _cli_migrations.add_commands(command)
     _cli_collections.add_commands(command)
+    _cli_partitions.add_commands(command)
     return parser
 
 

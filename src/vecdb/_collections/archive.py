@@ -52,12 +52,14 @@ from . import partitions as _partitions
 
 __all__ = [
     "ARCHIVE_SCHEMA",
+    "ArchivePlan",
     "archive",
-    "archive_rows",
     "archived_partitions",
     "archived_tables",
+    "check_archivable",
     "checksum",
     "combine",
+    "plan",
     "purge",
     "recover",
     "restore",
@@ -173,6 +175,120 @@ def _aware(value: dt.datetime, name: str) -> dt.datetime:
     return value
 
 
+_TIME_TYPES = (ColumnType.TIMESTAMPTZ, ColumnType.DATE)
+
+
+def check_archivable(spec: CollectionSpec, field: str | None) -> str | None:
+    """The field rows are archived by: ``None`` for a time-partitioned collection.
+
+    Raises:
+        ConfigError: A value-partitioned collection; ``field`` given for a
+            partitioned one (other than its key), missing for an unpartitioned
+            one, or not one of its datetime or date fields.
+    """
+    if spec.partitioning is not None:
+        _check_time_partitioned(spec, "archive()")
+        if field is not None and field != spec.partition_key:
+            raise ConfigError(
+                f"collection {spec.name!r} is partitioned by {spec.partition_key!r}: it "
+                f"archives whole partitions by that field, not by {field!r}",
+                setting="field",
+            )
+        return None
+    times = sorted(name for name, kind in spec.layout.filterable.items() if kind in _TIME_TYPES)
+    if field is None:
+        raise ConfigError(
+            f"collection {spec.name!r} is not partitioned: pass field= (a datetime or date "
+            f"field: one of {times}) to archive its old rows, e.g. archive(older_than=cutoff, "
+            "field='created_at')",
+            setting="field",
+        )
+    if spec.layout.filterable.get(field) not in _TIME_TYPES:
+        raise ConfigError(
+            f"field={field!r} is not a datetime or date field of {spec.name!r}; choose one "
+            f"of {times}",
+            setting="field",
+        )
+    return field
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ArchivePlan:
+    """What ``archive(older_than, field=)`` would move (`plan`): nothing is moved.
+
+    Attributes:
+        field: The field rows are archived by; ``None`` for whole partitions.
+        partitions: The partitions that end at or before the cutoff.
+        rows: The rows that would move.
+    """
+
+    field: str | None
+    partitions: tuple[PartitionInfo, ...]
+    rows: int
+
+
+def _cutoff(spec: CollectionSpec, field: str, value: dt.datetime) -> dt.datetime | dt.date:
+    """A cutoff as the column compares: a date field against the cutoff's UTC date."""
+    if spec.layout.filterable[field] is ColumnType.DATE:
+        return value.astimezone(dt.UTC).date()
+    return value
+
+
+async def plan(
+    conn: AnyConnection, spec: CollectionSpec, older_than: dt.datetime, field: str | None
+) -> ArchivePlan:
+    """Every check `archive` makes, and what it would move; changes nothing.
+
+    Raises:
+        ConfigError: As `check_archivable`; a naive ``older_than``; other
+            collections reference an unpartitioned collection (named).
+    """
+    field = check_archivable(spec, field)
+    _aware(older_than, "older_than")
+    if field is None:
+        due = tuple(
+            p
+            for p in await _partitions.list_partitions(conn, spec)
+            if isinstance(p.upper, dt.datetime) and p.upper <= older_than
+        )
+        return ArchivePlan(None, due, sum(p.rows for p in due))
+    referencing = await _referencing(conn, spec)
+    if referencing:
+        raise ConfigError(
+            f"cannot archive rows of {spec.name!r}: collections {referencing} reference "
+            "it by foreign key, and archiving deletes rows from the table their keys "
+            "point to. Nothing was moved. Partition the collection (its archived ids "
+            "stay referable), or drop those foreign keys.",
+            setting="field",
+        )
+    table = qualified(spec.schema, spec.table)
+    rows = await conn.fetchval(
+        f"SELECT count(*) FROM {table} WHERE {quote_ident(field)} < $1",
+        _cutoff(spec, field, older_than),
+    )
+    return ArchivePlan(field, (), int(rows))
+
+
+async def archive(
+    pool: Connections,
+    spec: CollectionSpec,
+    older_than: dt.datetime,
+    *,
+    field: str | None,
+    batch_size: int,
+    progress: ArchiveProgress | None,
+) -> ArchiveReport:
+    """Archive by `plan`: whole partitions, or rows in batches (see the module docstring)."""
+    async with pool.acquire() as conn:
+        with translating():
+            planned = await plan(conn, spec, older_than, field)
+    if planned.field is None:
+        return await _archive_partitions(pool, spec, older_than, progress=progress)
+    return await _archive_rows(
+        pool, spec, planned.field, older_than, batch_size=batch_size, progress=progress
+    )
+
+
 # -- partitioned collections ----------------------------------------------------------------
 
 
@@ -241,16 +357,15 @@ async def _move_back(
         await _set_record(conn, spec.schema, name, None)
 
 
-async def archive(
+async def _archive_partitions(
     pool: Connections,
     spec: CollectionSpec,
     older_than: dt.datetime,
     *,
     progress: ArchiveProgress | None,
 ) -> ArchiveReport:
-    """Archive every partition that ends at or before ``older_than`` (see the module docstring)."""
+    """Archive every partition that ends at or before ``older_than``."""
     partitioning = _check_time_partitioned(spec, "archive()")
-    _aware(older_than, "older_than")
     await recover(pool, spec)
     async with pool.acquire() as conn:
         with translating():
@@ -454,7 +569,7 @@ async def _referencing(conn: AnyConnection, spec: CollectionSpec) -> list[str]:
     return sorted(found)
 
 
-async def archive_rows(
+async def _archive_rows(
     pool: Connections,
     spec: CollectionSpec,
     field: str,
@@ -468,43 +583,14 @@ async def archive_rows(
     One statement per batch moves it (``DELETE … RETURNING`` feeding an
     ``INSERT``): a batch is archived whole or not at all, so an interrupted
     run leaves every row in one place, and the next run moves the rest.
-
-    Raises:
-        ConfigError: ``field`` is not a datetime or date field, or other
-            collections reference this one by foreign key (archiving deletes
-            the rows from the table their keys point to).
     """
-    _aware(older_than, "older_than")
-    ctype = spec.layout.filterable.get(field)
-    if ctype not in (ColumnType.TIMESTAMPTZ, ColumnType.DATE):
-        times = sorted(
-            name
-            for name, kind in spec.layout.filterable.items()
-            if kind in (ColumnType.TIMESTAMPTZ, ColumnType.DATE)
-        )
-        raise ConfigError(
-            f"field={field!r} is not a datetime or date field of {spec.name!r}; choose one "
-            f"of {times}",
-            setting="field",
-        )
     live = qualified(spec.schema, spec.table)
     store = qualified(ARCHIVE_SCHEMA, spec.table)
     column = quote_ident(field)
     id_col = quote_ident(spec.layout.id.name)
-    cutoff: dt.datetime | dt.date = older_than
-    if ctype is ColumnType.DATE:
-        cutoff = older_than.astimezone(dt.UTC).date()
+    cutoff = _cutoff(spec, field, older_than)
     async with pool.acquire() as conn:
         with translating():
-            referencing = await _referencing(conn, spec)
-            if referencing:
-                raise ConfigError(
-                    f"cannot archive rows of {spec.name!r}: collections {referencing} reference "
-                    "it by foreign key, and archiving deletes rows from the table their keys "
-                    "point to. Nothing was moved. Partition the collection (its archived ids "
-                    "stay referable), or drop those foreign keys.",
-                    setting="field",
-                )
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(ARCHIVE_SCHEMA)}")
             await conn.execute(f"CREATE TABLE IF NOT EXISTS {store} (LIKE {live} INCLUDING ALL)")
             record = {"collection": spec.name, "kind": "rows", "field": field, "state": "rows"}
@@ -570,8 +656,10 @@ async def restore_rows(
             where, in_store, args = "TRUE", "TRUE", []
             if newer_than is not None:
                 _aware(newer_than, "newer_than")
-                column = quote_ident(marked[0].record["field"])
-                where, in_store, args = f"{column} >= $1", f"a.{column} >= $1", [newer_than]
+                field = marked[0].record["field"]
+                column = quote_ident(field)
+                where, in_store = f"{column} >= $1", f"a.{column} >= $1"
+                args = [_cutoff(spec, field, newer_than)]
             async with conn.transaction():
                 clash = await conn.fetch(
                     f"SELECT a.{id_col} AS id FROM {store} a JOIN {live} t USING ({id_col}) "

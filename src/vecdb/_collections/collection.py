@@ -32,8 +32,10 @@ from . import catalog as _catalog
 from . import export as _export
 from . import indexing as _indexing
 from . import partitions as _partitions
+from . import repartition as _repartition
 from .archive import ArchiveProgress
 from .indexing import ProgressCallback
+from .repartition import RepartitionCallback
 from .writer import Writer
 
 __all__ = ["DEFAULT_INDEX", "Collection", "open_collection"]
@@ -413,6 +415,79 @@ class Collection(Generic[M]):
                 live = await _partitions.list_partitions(conn, self._spec)
                 return live + await _archive.archived_partitions(conn, self._spec)
 
+    async def repartition(
+        self,
+        partition: Partitioning,
+        *,
+        batch_size: int = 10_000,
+        progress: RepartitionCallback | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Convert this unpartitioned collection into a partitioned one while it stays in use.
+
+        The rows are copied in batches (by id, one transaction each) into a new
+        partitioned table beside the old one, laid out as ``db.collection(...,
+        partition=partition)`` would make it (partitions, id registry, HNSW and
+        filter indexes on every partition). Writes made meanwhile are logged by
+        triggers and replayed. The copy is then compared with the collection
+        (rows, and a checksum of ids, vectors and fields) and swapped in by one
+        short transaction: ACCESS EXCLUSIVE under a lock timeout, tried again
+        while long transactions are in the way. A run that was killed or failed
+        is resumed by the next call. Afterwards this object uses the new layout;
+        other processes must open the collection again (with ``partition=``)
+        before they write to it. See `docs/partitions.md`.
+
+        Example:
+            >>> events = await db.collection("events", Event, dim=384)
+            >>> await events.repartition(
+            ...     vecdb.TimePartitions("created_at", interval="month", premake=3),
+            ...     progress=lambda p: print(p.phase, p.rows_done, p.rows_total),
+            ... )
+            1000000
+            >>> await events.partitions()           # [PartitionInfo(name='events_p20240101', ...
+
+        Args:
+            partition: ``vecdb.TimePartitions(...)`` or ``vecdb.ValuePartitions(...)``,
+                as ``db.collection(partition=...)`` takes it.
+            batch_size: Rows copied, or logged changes replayed, per transaction.
+            progress: Called with a `RepartitionProgress` after each batch and at
+                each phase (``"copying"``, ``"indexing"``, ``"catching up"``,
+                ``"verifying"``, ``"swapping"``, ``"done"``). May be a coroutine
+                function.
+            timeout: Seconds each statement may take (a batch, one partition's
+                HNSW build, the verification scan), client and server side;
+                default no limit (neither the pool's ``command_timeout`` nor
+                ``PoolConfig.statement_timeout`` applies).
+
+        Returns:
+            The rows of the converted collection.
+
+        Raises:
+            ConfigError: Nothing was changed: the collection is partitioned
+                already; the field cannot partition it (``setting`` names it),
+                or rows have no value for it; other collections reference it
+                by foreign key (named), or it references itself; it has
+                archived rows; a table is in the way of a partition's name;
+                another repartition of it is running.
+            ArchiveChecksumError: The copy did not match the collection; it was
+                discarded and the collection is as it was.
+            LockTimeoutError: Long transactions kept the swap from its lock;
+                the copy is kept: call again to finish.
+        """
+        self._pool.check_open()
+        check_int(batch_size, 1, name="batch_size")
+        rows = await _repartition.repartition(
+            self._pool,
+            self._spec,
+            partition,
+            batch_size=batch_size,
+            progress=progress,
+            timeout=timeout,
+        )
+        self._bind(dataclasses.replace(self._spec, partitioning=partition))
+        await self._pool.schema_changed()  # plans and types of the old table (asyncpg #103)
+        return rows
+
     async def _with_archive(self, conn: AnyConnection) -> str:
         """The table and its archive as one ``FROM`` item (the table alone without one)."""
         tables = [self._table, *await _archive.archived_tables(conn, self._spec)]
@@ -465,26 +540,18 @@ class Collection(Generic[M]):
         """
         self._pool.check_open()
         check_int(batch_size, 1, name="batch_size")
-        if self._spec.partitioning is None:
-            if field is None:
-                raise ConfigError(
-                    f"collection {self.name!r} is not partitioned: pass field= (a datetime "
-                    "or date field) to archive its old rows, e.g. archive(older_than=cutoff, "
-                    "field='created_at')",
-                    setting="field",
-                )
-            report = await _archive.archive_rows(
-                self._pool, self._spec, field, older_than, batch_size=batch_size, progress=progress
+        try:
+            report = await _archive.archive(
+                self._pool,
+                self._spec,
+                older_than,
+                field=field,
+                batch_size=batch_size,
+                progress=progress,
             )
-        else:
-            if field is not None and field != self._spec.partition_key:
-                raise ConfigError(
-                    f"collection {self.name!r} is partitioned by {self._spec.partition_key!r}: "
-                    f"it archives whole partitions by that field, not by {field!r}",
-                    setting="field",
-                )
-            report = await _archive.archive(self._pool, self._spec, older_than, progress=progress)
-            await self._pool.schema_changed()  # partition DDL: asyncpg #103
+        finally:
+            if self._spec.partitioning is not None:
+                await self._pool.schema_changed()  # partition DDL: asyncpg #103
         self._searcher.data_changed()
         return report
 
