@@ -59,6 +59,20 @@ async def _tune(admin_dsn: str) -> None:
         await conn.close()
 
 
+@pytest.fixture(autouse=True)
+def _small_embedded_servers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Embedded servers that tests start through ``vecdb.connect()`` are tuned for a small machine.
+
+    vecdb tunes the embedded server it starts for the machine (1/4 of its memory
+    for shared_buffers); a test starting a few of them on a 2-core CI machine
+    must not. They are still tuned, so the path a user takes is the one tested.
+    (``admin_dsn`` below calls ``embedded.start()`` without settings: stock.)
+    """
+    for name, value in (("VECDB_TUNE_MEMORY", "512MB"), ("VECDB_TUNE_CORES", "1")):
+        if name not in os.environ:
+            monkeypatch.setenv(name, value)
+
+
 @pytest.fixture(scope="session")
 def admin_dsn() -> Iterator[str]:
     """A DSN with the right to create databases, on the server the tests use."""

@@ -8,11 +8,21 @@ Environment variables (all optional):
 ``VECDB_DATA_DIR``            the embedded server's data directory
 ``VECDB_POOL_<FIELD>``        any `PoolConfig` field, e.g. ``VECDB_POOL_MAX_SIZE=20``
 ``VECDB_MIGRATION_<FIELD>``   any `MigrationConfig` field
+``VECDB_SERVER_<NAME>``       a setting of the embedded server, overriding vecdb's
+                              tuned value, e.g. ``VECDB_SERVER_WORK_MEM=64MB``; a
+                              double underscore stands for a dot
+                              (``VECDB_SERVER_AUTO_EXPLAIN__LOG_MIN_DURATION=5s``)
+``VECDB_TUNE``                ``off``: start the embedded server on PostgreSQL's
+                              stock settings (plus ``VECDB_SERVER_*``); default ``on``
+``VECDB_TUNE_MEMORY``         the memory the embedded server is tuned for, e.g.
+                              ``4GB`` (default: the cgroup's limit, else the host's)
+``VECDB_TUNE_CORES``          likewise the cores, e.g. ``2`` or ``1.5``
 ============================  ==============================================
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping
@@ -25,7 +35,19 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ._errors import ConfigError, VecdbError
 
-__all__ = ["MigrationConfig", "PoolConfig", "check_int", "env_str", "redact_dsn"]
+__all__ = [
+    "MigrationConfig",
+    "PoolConfig",
+    "TuningEnv",
+    "check_int",
+    "env_str",
+    "redact_dsn",
+    "server_settings_from_env",
+    "tuning_from_env",
+]
+
+_SERVER_PREFIX = "VECDB_SERVER_"
+_TRUE, _FALSE = ("on", "true", "yes", "1"), ("off", "false", "no", "0")
 
 
 def check_int(
@@ -67,6 +89,60 @@ def env_str(name: str, environ: Mapping[str, str] | None = None) -> str | None:
     """Return a non-empty environment variable, or ``None``."""
     value = (os.environ if environ is None else environ).get(name, "").strip()
     return value or None
+
+
+def server_settings_from_env(
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, tuple[str, str]]:
+    """The ``VECDB_SERVER_<NAME>`` variables as ``{setting: (value, variable)}``.
+
+    The name is lower-cased, and ``__`` becomes a dot (no PostgreSQL setting has a
+    double underscore): ``VECDB_SERVER_PG_STAT_STATEMENTS__MAX`` is
+    ``pg_stat_statements.max``. Names are checked against the server later.
+    """
+    env = os.environ if environ is None else environ
+    found: dict[str, tuple[str, str]] = {}
+    for variable in sorted(env):
+        if variable.upper().startswith(_SERVER_PREFIX) and len(variable) > len(_SERVER_PREFIX):
+            value = env_str(variable, env)
+            if value is not None:
+                name = variable[len(_SERVER_PREFIX) :].lower().replace("__", ".")
+                found[name] = (value, variable)
+    return found
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TuningEnv:
+    """The ``VECDB_TUNE*`` variables, as given (sizes are parsed by the tuner, naming them).
+
+    Attributes:
+        enabled: ``VECDB_TUNE`` (default on): tune the embedded server when vecdb starts it.
+        memory: ``VECDB_TUNE_MEMORY``, e.g. ``"4GB"``.
+        cores: ``VECDB_TUNE_CORES``, e.g. ``"2"``.
+    """
+
+    enabled: bool = True
+    memory: str | None = None
+    cores: str | None = None
+
+
+def tuning_from_env(environ: Mapping[str, str] | None = None) -> TuningEnv:
+    """Read ``VECDB_TUNE``, ``VECDB_TUNE_MEMORY`` and ``VECDB_TUNE_CORES``.
+
+    Raises:
+        ConfigError: ``VECDB_TUNE`` is neither on nor off.
+    """
+    enabled = (env_str("VECDB_TUNE", environ) or "on").lower()
+    if enabled not in _TRUE + _FALSE:
+        raise ConfigError(
+            f"invalid VECDB_TUNE={enabled!r}: expected on or off (also true/false, yes/no, 1/0)",
+            setting="VECDB_TUNE",
+        )
+    return TuningEnv(
+        enabled=enabled in _TRUE,
+        memory=env_str("VECDB_TUNE_MEMORY", environ),
+        cores=env_str("VECDB_TUNE_CORES", environ),
+    )
 
 
 def redact_dsn(dsn: str) -> str:

@@ -427,11 +427,14 @@ def _server_error(exc: asyncpg.PostgresError) -> DatabaseError:
     sqlstate = getattr(exc, "sqlstate", None)
     detail = getattr(exc, "detail", None)
     hint = getattr(exc, "hint", None)
-    message = str(exc)
-    # Some server messages carry their DETAIL already.
-    if detail and detail not in message:
+    # asyncpg's text may carry DETAIL and HINT lines of its own (two spaces, as
+    # psql prints them): keep the message, then one DETAIL and one HINT line.
+    message = "\n".join(
+        line for line in str(exc).splitlines() if not line.startswith(("DETAIL:  ", "HINT:  "))
+    )
+    if detail:
         message += f"\nDETAIL: {detail}"
-    if hint and hint not in message:
+    if hint:
         message += f"\nHINT: {hint}"
     cls, advice = _SQLSTATES.get(sqlstate or "", (DatabaseError, ""))
     if advice:

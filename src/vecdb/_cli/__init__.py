@@ -41,8 +41,10 @@ from .._errors import VecdbError
 from .._server.connect import connect
 from .._version import __version__
 from . import collections as _cli_collections
+from . import doctor as _cli_doctor
 from . import migrations as _cli_migrations
 from . import partitions as _cli_partitions
+from . import tune as _cli_tune
 from .output import EXIT_ERROR, Command, Outcome, to_json
 
 __all__ = ["main"]
@@ -113,6 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     _cli_migrations.add_commands(command)
     _cli_collections.add_commands(command)
     _cli_partitions.add_commands(command)
+    _cli_doctor.add_commands(command)
+    _cli_tune.add_commands(command)
     return parser
 
 

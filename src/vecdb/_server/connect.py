@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -12,7 +13,7 @@ from typing import Any, Literal
 import anyio
 import asyncpg
 
-from .._config import MigrationConfig, PoolConfig, env_str, redact_dsn
+from .._config import MigrationConfig, PoolConfig, env_str, redact_dsn, server_settings_from_env
 from .._errors import ConfigError, translating
 from .._migrate.base import Migration
 from .._migrate.engine import Migrator
@@ -20,6 +21,7 @@ from .._migrate.sources import load_sources
 from .._typing import Connection
 from . import capabilities
 from . import embedded as _embedded
+from . import reconfigure as _reconfigure
 from .database import Database
 from .pool import create_pool
 
@@ -78,6 +80,7 @@ async def _open(
     migrations: Iterable[str | type[Migration]],
     migration_dsn: str | None,
     migration_config: MigrationConfig | None,
+    server_settings: Mapping[str, str] | None,
 ) -> Database:
     started = time.perf_counter()
     if migrate not in _MIGRATE_MODES:
@@ -93,13 +96,14 @@ async def _open(
     dsn = dsn or env_str("VECDB_DSN")
     if dsn is None:
         path = Path(data_dir) if data_dir is not None else None
-        embedded = await anyio.to_thread.run_sync(_embedded.start, path)
-        dsn = embedded.dsn
-    elif data_dir is not None:
-        raise ConfigError(
-            "data_dir= is for the embedded server; it cannot be combined with a DSN",
-            setting="data_dir",
+        # Checked before the server starts: a typo in a name fails without any I/O.
+        wanted = _reconfigure.embedded_wanted(server_settings)
+        embedded = await anyio.to_thread.run_sync(
+            functools.partial(_embedded.start, path, settings=wanted)
         )
+        dsn = embedded.dsn
+    else:
+        _check_dsn_options(data_dir=data_dir, server_settings=server_settings)
     migration_dsn = migration_dsn or env_str("VECDB_MIGRATION_DSN") or dsn
 
     migrator = Migrator(
@@ -125,6 +129,33 @@ async def _open(
         migrate,
     )
     return Database(pool=pool_, capabilities=found, migrator=migrator, dsn=dsn, embedded=embedded)
+
+
+def _check_dsn_options(
+    *, data_dir: str | Path | None, server_settings: Mapping[str, str] | None
+) -> None:
+    """Refuse the embedded server's options with a DSN, rather than ignore them."""
+    if data_dir is not None:
+        raise ConfigError(
+            "data_dir= is for the embedded server; it cannot be combined with a DSN",
+            setting="data_dir",
+        )
+    if server_settings:
+        raise ConfigError(
+            "server_settings= configures the embedded server (ALTER SYSTEM when vecdb starts "
+            "it), and vecdb never changes the configuration of a server given by DSN on its "
+            "own. Run `vecdb tune --dsn ... --apply --yes` to review and apply settings to "
+            "that server, or use PoolConfig(server_settings=...) for per-session settings "
+            "such as work_mem.",
+            setting="server_settings",
+        )
+    ignored = sorted(variable for _, variable in server_settings_from_env().values())
+    if ignored:
+        logger.warning(
+            "%s configure the embedded server and are ignored for a server given by DSN; "
+            "`vecdb tune --dsn ... --apply --yes` changes that server's settings",
+            ", ".join(ignored),
+        )
 
 
 class ConnectCall:
@@ -162,6 +193,7 @@ def connect(
     migrations: Iterable[str | type[Migration]] = (),
     migration_dsn: str | None = None,
     migration_config: MigrationConfig | None = None,
+    server_settings: Mapping[str, str] | None = None,
 ) -> ConnectCall:
     """Connect to PostgreSQL, apply migrations, and open a pool.
 
@@ -169,6 +201,7 @@ def connect(
         >>> db = await vecdb.connect()  # doctest: +SKIP
         >>> async with vecdb.connect("postgresql://app@db/app") as db:  # doctest: +SKIP
         ...     print(await db.health())
+        >>> db = await vecdb.connect(server_settings={"shared_buffers": "2GB"})  # doctest: +SKIP
 
     Args:
         dsn: Any PostgreSQL >= 14 with pgvector >= 0.7. Default ``$VECDB_DSN``,
@@ -185,9 +218,17 @@ def connect(
             PgBouncer in transaction mode (default ``$VECDB_MIGRATION_DSN``, else ``dsn``).
         migration_config: Lock wait and DDL lock timeout; default
             `MigrationConfig.from_env()`.
+        server_settings: The embedded server's settings, over the values vecdb derives
+            from the machine (and over ``VECDB_SERVER_*``), e.g.
+            ``{"shared_buffers": "2GB"}``. Checked against the server's own
+            ``pg_settings``; applied when vecdb starts the server (a server already
+            running for other processes is left alone, and what differs is logged).
+            Not for a DSN: see ``vecdb tune``, or `PoolConfig.server_settings` for
+            per-session settings.
 
     Raises:
-        ConfigError: Bad arguments or environment, or a server without what vecdb needs.
+        ConfigError: Bad arguments or environment, a server without what vecdb needs,
+            or an unknown server setting or bad value (it is named; nothing is changed).
         ConnectError: The server cannot be reached.
         MigrationError: A migration failed, or the schema is too new / drifted / pending.
     """
@@ -199,4 +240,5 @@ def connect(
         migrations=tuple(migrations),
         migration_dsn=migration_dsn,
         migration_config=migration_config,
+        server_settings=dict(server_settings) if server_settings is not None else None,
     )

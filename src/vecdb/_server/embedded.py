@@ -37,6 +37,8 @@ import platformdirs
 
 from .._config import env_str
 from .._errors import ConfigError
+from . import autotune as _autotune
+from .reconfigure import Wanted
 
 __all__ = ["EmbeddedServer", "default_data_dir", "start"]
 
@@ -127,15 +129,24 @@ def _log_tail(data_dir: Path, lines: int = 20) -> str:
         return "(no server log)"
 
 
-def start(data_dir: Path | None = None) -> EmbeddedServer:
+def start(data_dir: Path | None = None, *, settings: Wanted | None = None) -> EmbeddedServer:
     """Start the embedded server on ``data_dir``, or reuse the one already running there.
 
     Blocking: call it from a worker thread in async code.
 
+    Args:
+        data_dir: The data directory (default `default_data_dir`).
+        settings: The settings to run with (`reconfigure.embedded_wanted`, which
+            `vecdb.connect()` passes). A server this call starts gets them, with one
+            restart when some are read only at start; a server already running is
+            left alone, and what differs is logged (see `autotune`). ``None``:
+            PostgreSQL's settings as they are (the test suite's server).
+
     Raises:
         ConfigError: The directory is not usable, the server would not start (the
-            message carries the tail of the server's log), or it runs with a socket
-            that other OS users can reach and vecdb cannot make private.
+            message carries the tail of the server's log), it runs with a socket
+            that other OS users can reach and vecdb cannot make private, or a
+            setting is unknown or has a bad value (nothing is changed then).
     """
     path = (data_dir or default_data_dir()).expanduser().resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,14 +160,31 @@ def start(data_dir: Path | None = None) -> EmbeddedServer:
     try:
         with _start_lock, lock:
             _check_data_dir(path)
+            # Read before the wheel starts it: a server that we start has no other user yet.
+            running = _running(path)
             server = _get_server(path, errors)
             _lock_down_socket_dir(server.get_postmaster_info(), path)
+            if settings is not None:
+                _autotune.tune(
+                    server,
+                    path,
+                    settings,
+                    exclusive=not running,
+                    log_tail=lambda: _log_tail(path),
+                )
     finally:
         wheel_logger.removeHandler(errors)
     elapsed = time.perf_counter() - started
     pid = server.get_pid()
     logger.info("embedded PostgreSQL ready in %.3fs (pid %s, data %s)", elapsed, pid, path)
     return EmbeddedServer(data_dir=path, dsn=str(server.get_uri()), pid=pid)
+
+
+def _running(path: Path) -> bool:
+    """`_still_running`, before the wheel is imported (platformdirs warns then; see below)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _still_running(path)
 
 
 class _ErrorCollector(logging.Handler):
