@@ -460,15 +460,15 @@ class Collection(Generic[M]):
                 ``PoolConfig.statement_timeout`` applies).
 
         Returns:
-            The rows of the converted collection.
+            The rows of the converted collection, counted right after the swap.
 
         Raises:
             ConfigError: Nothing was changed: the collection is partitioned
                 already; the field cannot partition it (``setting`` names it),
                 or rows have no value for it; other collections reference it
-                by foreign key (named), or it references itself; it has
-                archived rows; a table is in the way of a partition's name;
-                another repartition of it is running.
+                by foreign key (named), or it references itself; views
+                depend on its table; it has archived rows; a table is in the
+                way of a partition's name; another repartition of it is running.
             ArchiveChecksumError: The copy did not match the collection; it was
                 discarded and the collection is as it was.
             LockTimeoutError: Long transactions kept the swap from its lock;

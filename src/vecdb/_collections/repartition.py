@@ -531,7 +531,7 @@ async def _verify(conn: AnyConnection, run: _Run) -> None:
 async def _swap(conn: AnyConnection, run: _Run) -> tuple[int, float]:
     """The swap, tried again after lock timeouts; return (rows, seconds the lock was held)."""
     shadow = run.shadow
-    done: list[tuple[int, float]] = []
+    held: list[float] = []
 
     async def attempt() -> None:
         await _catch_up(conn, run)  # what was written during the verification, or the wait
@@ -542,14 +542,17 @@ async def _swap(conn: AnyConnection, run: _Run) -> tuple[int, float]:
             await _catalog._lock(conn, run.name)  # the catalog's own lock
             await conn.execute(f"LOCK TABLE {shadow.old} IN ACCESS EXCLUSIVE MODE")
             locked = time.perf_counter()
-            rows = await _swap_locked(conn, run)
-        done.append((rows, time.perf_counter() - locked))
+            await _swap_locked(conn, run)
+        held.append(time.perf_counter() - locked)
 
     await _retrying(f"swapping in the repartitioned {run.name!r}", attempt)
-    return done[-1]
+    # Counted after the commit: a count of a million registry entries would hold
+    # the lock for 150 ms.
+    rows = await conn.fetchval(f"SELECT count(*) FROM {shadow.registry}", timeout=shadow.limit)
+    return int(rows), held[-1]
 
 
-async def _swap_locked(conn: AnyConnection, run: _Run) -> int:
+async def _swap_locked(conn: AnyConnection, run: _Run) -> None:
     """Under ACCESS EXCLUSIVE: the last changes, the triggers off, the renames, the catalog."""
     shadow = run.shadow
     info = await _catalog.load(conn, run.name)
@@ -564,13 +567,11 @@ async def _swap_locked(conn: AnyConnection, run: _Run) -> int:
     await _check_archive(conn, shadow)
     while await _shadow.replay(conn, shadow, max(run.batch_size, 10_000)):
         pass
-    rows = int(await conn.fetchval(f"SELECT count(*) FROM {shadow.registry}", timeout=shadow.limit))
     await _shadow.drop(conn, shadow, new_too=False)
     # Renamed away, not dropped: unlinking its files at commit takes about a
     # millisecond per megabyte here, all of it under this lock.
     await _shadow.retire(conn, shadow)
     await _catalog.save_spec(conn, shadow.final)
-    return rows
 
 
 async def _drop_retired(conn: AnyConnection, run: _Run) -> None:
