@@ -44,6 +44,7 @@ from . import collections as _cli_collections
 from . import doctor as _cli_doctor
 from . import migrations as _cli_migrations
 from . import partitions as _cli_partitions
+from . import repartition as _cli_repartition
 from . import tune as _cli_tune
 from .output import EXIT_ERROR, Command, Outcome, to_json
 
@@ -115,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     _cli_migrations.add_commands(command)
     _cli_collections.add_commands(command)
     _cli_partitions.add_commands(command)
+    _cli_repartition.add_commands(command)
     _cli_doctor.add_commands(command)
     _cli_tune.add_commands(command)
     return parser
@@ -149,7 +151,8 @@ async def _run(args: argparse.Namespace, migrations: Sequence[str]) -> Outcome:
         data_dir=args.data_dir,
         migrations=migrations,
         migrate="off",
-        pool=PoolConfig(min_size=0, max_size=1),
+        # One connection, unless the command needs more (repartition: two).
+        pool=PoolConfig(min_size=0, max_size=getattr(args, "pool_size", 1)),
     ) as db:
         func: Command = args.func
         return await func(db, args)
