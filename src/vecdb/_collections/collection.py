@@ -29,6 +29,7 @@ from .._search.searcher import Explain, Hit, Searcher
 from .._typing import AnyConnection, Connections, M, VectorInput
 from . import archive as _archive
 from . import catalog as _catalog
+from . import checksums as _checksums
 from . import export as _export
 from . import indexing as _indexing
 from . import partitions as _partitions
@@ -631,7 +632,7 @@ class Collection(Generic[M]):
                 records=copy_rows,
                 columns=list(self._spec.layout.columns),
             )
-            found = await _archive.checksum(conn, stage)
+            found = await _checksums.checksum(conn, self._spec, stage)
         if found != manifest["checksum"]:
             raise ArchiveChecksumError(
                 f"the rows of {path} have checksum {found}, the archive had "
@@ -644,7 +645,9 @@ class Collection(Generic[M]):
         async with self._pool.acquire() as conn:
             with translating():
                 id_col = quote_ident(self._spec.layout.id.name)
-                after = await _archive.checksum(conn, self._table, f"{id_col} = ANY($1)", ids)
+                after = await _checksums.checksum(
+                    conn, self._spec, self._table, f"{id_col} = ANY($1)", ids
+                )
         if progress is not None:
             result = progress(str(path), written)
             if result is not None:
