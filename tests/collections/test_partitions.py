@@ -177,6 +177,32 @@ async def test_a_write_makes_the_partitions_its_rows_need(
     assert "events_p20240201" not in names  # only what rows need
 
 
+async def test_a_first_load_goes_straight_into_the_partitions_the_last_record_winning(
+    db: vecdb.Database, events: vecdb.Collection[Event], caplog: pytest.LogCaptureFixture
+) -> None:
+    # 12,000 records in chunks of 5,000, ids repeating within and across
+    # chunks, and a repeated id changing month: one row per id, the last one.
+    def records() -> Any:
+        for i in range(12_000):
+            yield event(i % 9_000, month(2024, 1 + i % 5), tenant=f"t{i}")
+
+    caplog.set_level("DEBUG", logger="vecdb.collections")
+    assert await events.upsert(records()) == 9_000
+    assert "straight into the partitions of events" in caplog.text
+    last = {i % 9_000: i for i in range(12_000)}
+    async with db.acquire() as conn:
+        rows = await conn.fetch("SELECT id, tenant, created_at FROM events")
+        registry = await _registry(db)
+    assert {r["id"]: r["tenant"] for r in rows} == {k: f"t{v}" for k, v in last.items()}
+    assert registry == {r["id"]: r["created_at"] for r in rows}
+    # Not empty any more: the next write merges, and moves a row across months.
+    caplog.clear()
+    await events.upsert([event(0, month(2024, 6))])
+    assert "straight into" not in caplog.text
+    assert (await events.get(0)).created_at == month(2024, 6)  # type: ignore[union-attr]
+    assert await events.count() == 9_000
+
+
 async def test_bounds_are_utc_whatever_the_offset_of_the_value(
     db: vecdb.Database, events: vecdb.Collection[Event]
 ) -> None:
