@@ -105,6 +105,7 @@ async def test_a_vecs_table_is_adopted_with_its_hnsw_index(db: vecdb.Database) -
     assert hits[0].record.id == "a"
     assert hits[0].record.metadata == {"genre": "drama"}
     assert await docs.count(where={"id": {"$in": ["a", "c"]}}) == 2
+    assert await docs.count(where={"metadata": {"$contains": {"genre": "drama"}}}) == 1
     await docs.upsert([VecsDoc(id="d", vec=[1, 1, 0], metadata={"genre": "news"})])
     async with db.acquire() as conn:  # written where vecs reads it
         assert await conn.fetchval("SELECT metadata->>'genre' FROM vecs.docs WHERE id = 'd'") == (
@@ -128,6 +129,38 @@ async def test_a_langchain_table_is_adopted_and_has_no_index_reported(
     assert hits[0].record.content == "timeouts"
     await docs.upsert([LangchainDoc(langchain_id=uuid.uuid4(), content="new", embedding=[0, 0, 1])])
     assert await docs.count() == 3
+    await docs.create_index(vecdb.HNSW())  # what the warning says to do
+    assert docs.spec["index"] == {"m": 16, "ef_construction": 64}
+    assert (await docs.search([0, 1, 0], k=1))[0].record.content == "timeouts"
+    # json (not jsonb): read and written as a dict, but not a filter (docs/coming-from.md)
+    with pytest.raises(vecdb.VecdbError):
+        await docs.count(where={"langchain_metadata": {"$contains": {"source": "faq"}}})
+
+
+async def test_a_raw_pgvector_table_is_adopted_with_the_metric_of_its_index(
+    db: vecdb.Database,
+) -> None:
+    """The side-by-side example of docs/coming-from.md."""
+    await run(
+        db,
+        [
+            "CREATE TABLE items (id bigserial PRIMARY KEY, category text, "
+            "embedding vector(3) NOT NULL)",
+            "CREATE INDEX ON items USING hnsw (embedding vector_l2_ops)",
+            "INSERT INTO items (category, embedding) VALUES ('news', '[1,0,0]')",
+        ],
+    )
+
+    class Item(vecdb.Record):
+        id: int
+        category: str | None = None
+        embedding: vecdb.Vector
+
+    items = await db.adopt("items", Item)
+    assert items.spec["metric"] == "l2"
+    await items.upsert([Item(id=2, category="news", embedding=[1, 0, 0])])
+    hits = await items.search([1, 0, 0], k=5, where={"category": "news"})
+    assert sorted(h.record.id for h in hits) == [1, 2]
 
 
 async def test_adopting_again_opens_the_collection(db: vecdb.Database) -> None:
