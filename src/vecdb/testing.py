@@ -109,7 +109,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if inherited:
         config.stash[_ROOT_KEY] = Path(inherited)
         return
-    root = Path(tempfile.mkdtemp(prefix="vecdb-testing-"))
+    # Only named here: made by the first fixture that starts the server, so that
+    # a run that never asks for it leaves nothing behind.
+    root = Path(tempfile.gettempdir()) / f"vecdb-testing-{uuid.uuid4().hex}"
     # Registered before the server starts: atexit runs in reverse order, so the
     # wheel stops the server first.
     atexit.register(shutil.rmtree, root, ignore_errors=True)
@@ -161,7 +163,9 @@ def vecdb_server(request: pytest.FixtureRequest) -> TestServer:
     configured = os.environ.get("VECDB_TEST_DSN")
     if configured:
         return TestServer(dsn=configured, embedded=False)
-    server = _embedded.start(request.config.stash[_ROOT_KEY] / "data")
+    root = request.config.stash[_ROOT_KEY]
+    root.mkdir(mode=0o700, exist_ok=True)  # xdist workers race here: either makes it
+    server = _embedded.start(root / "data")
     settings = [f"ALTER SYSTEM SET {k} = '{v}'" for k, v in _FAST_SETTINGS.items()]
     asyncio.run(_admin(TestServer(server.dsn, True), *settings, "SELECT pg_reload_conf()"))
     return TestServer(dsn=server.dsn, embedded=True)
