@@ -256,3 +256,19 @@ async def test_a_table_taken_by_a_collection_of_another_name_is_refused(db: vecd
     with pytest.raises(vecdb.ConfigError, match="already the collection 'docs'"):
         await db.adopt("docs", VecsDoc, vector_field="vec", schema="vecs", name="other")
     assert [c.name for c in await db.collections()] == ["docs"]
+
+
+async def test_a_halfvec_table_is_adopted_as_halfvec_storage(db: vecdb.Database) -> None:
+    await run(
+        db,
+        [
+            "CREATE TABLE half (id bigint PRIMARY KEY, embedding halfvec(3) NOT NULL)",
+            "CREATE INDEX half_hnsw ON half USING hnsw (embedding halfvec_ip_ops) "
+            "WITH (m = 8, ef_construction = 32)",
+            "INSERT INTO half VALUES (1, '[1,0,0]'), (2, '[0,1,0]')",
+        ],
+    )
+    half = await db.adopt("half", NoVector)
+    assert (half.spec["storage"], half.spec["metric"]) == ("halfvec", "inner_product")
+    assert half.spec["index"] == {"m": 8, "ef_construction": 32}
+    assert (await half.search([0, 1, 0], k=1))[0].record.id == 2

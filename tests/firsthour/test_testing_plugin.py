@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import textwrap
+import tomllib
 from pathlib import Path
 
 import asyncpg
@@ -196,3 +197,9 @@ def test_under_xdist_the_workers_share_one_embedded_server(
     assert len(roots) == 1  # one directory, so one server, for the controller and both workers
     assert not Path(roots.pop()).exists()  # removed at exit
     assert os.environ.get("_VECDB_TESTING_ROOT") is None
+
+
+def test_the_plugin_is_registered_under_its_module_name() -> None:
+    """`-p vecdb.testing` and the installed entry point must name one plugin, not two."""
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    assert pyproject["project"]["entry-points"]["pytest11"] == {"vecdb.testing": "vecdb.testing"}
