@@ -10,10 +10,8 @@ with top-level ``await``; ``dsn`` is this test's database).
 from __future__ import annotations
 
 import ast
-import os
 import re
 import shlex
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +21,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
+from tests.cli.test_cli_scaffold import vecdb_cli
 from vecdb._migrate.sources import load_package
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "migrations.md"
@@ -51,7 +50,6 @@ async def test_the_migrations_tutorial_runs_as_written(
     (project / "myapp" / "__init__.py").write_text("")
     monkeypatch.syspath_prepend(str(project))
     monkeypatch.setattr(sys, "dont_write_bytecode", True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VECDB_")}
     database = urlsplit(dsn).path.lstrip("/")
     namespace: dict[str, Any] = {
         "dsn": dsn,
@@ -64,7 +62,7 @@ async def test_the_migrations_tutorial_runs_as_written(
             for line in body.splitlines():
                 assert line.startswith("$ vecdb "), line
                 args = shlex.split(line.removeprefix("$ vecdb "))
-                done = _vecdb(project, env, args)
+                done = vecdb_cli(project, *args)
                 assert done.returncode == 0, done.stderr
         elif kind == "tutorial-file":
             target = project / str(arg)
@@ -90,18 +88,6 @@ async def test_the_migrations_tutorial_runs_as_written(
     await _backfill_resumes(namespace, dsn)
     if skipped:
         pytest.skip("PgBouncer is not installed: the tutorial's PgBouncer step was not run")
-
-
-def _vecdb(project: Path, env: dict[str, str], args: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vecdb", *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 async def _backfill_resumes(namespace: dict[str, Any], dsn: str) -> None:
