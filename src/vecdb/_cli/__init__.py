@@ -17,6 +17,9 @@ Usage::
                                        move old partitions (or rows) into vecdb_archive
     vecdb restore NAME [--newer-than DATE]
                                        bring archived partitions (or rows) back
+    vecdb init PATH                    create a migrations package (no database)
+    vecdb new-migration TITLE --package PKG
+                                       write the package's next migration (no database)
 
 Every command takes ``--dsn`` (default ``$VECDB_DSN``, else the embedded server),
 ``--data-dir``, ``--migrations PKG`` (repeatable; the current directory is
@@ -45,6 +48,7 @@ from . import doctor as _cli_doctor
 from . import migrations as _cli_migrations
 from . import partitions as _cli_partitions
 from . import repartition as _cli_repartition
+from . import scaffold as _cli_scaffold
 from . import tune as _cli_tune
 from .output import EXIT_ERROR, Command, Outcome, to_json
 
@@ -119,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     _cli_repartition.add_commands(command)
     _cli_doctor.add_commands(command)
     _cli_tune.add_commands(command)
+    _cli_scaffold.add_commands(command)
     return parser
 
 
@@ -178,8 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if migrations and os.getcwd() not in sys.path:
         # `--migrations myapp.migrations` from a project root, as `python -m` would.
         sys.path.insert(0, os.getcwd())
+    offline: _cli_scaffold.Offline | None = getattr(args, "offline", None)
     try:
-        outcome = asyncio.run(_run(args, migrations))
+        outcome = offline(args) if offline else asyncio.run(_run(args, migrations))
     except VecdbError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if args.json:

@@ -172,6 +172,14 @@ def query_vector(vector: Any, spec: CollectionSpec, field: VectorSpec) -> npt.ND
     return checked
 
 
+def _field_types(model: type[pydantic.BaseModel]) -> dict[str, str]:
+    """Each field's annotation and metadata, as text: equal for a class made again."""
+    return {
+        name: repr(info.annotation) + "".join(f" {m!r}" for m in info.metadata)
+        for name, info in model.model_fields.items()
+    }
+
+
 class RecordCodec(Generic[M]):
     """Records to COPY rows and back, for one collection."""
 
@@ -190,6 +198,8 @@ class RecordCodec(Generic[M]):
         """One input (a model instance or a dict) as a validated record."""
         if isinstance(item, self.model):
             return item
+        if isinstance(item, pydantic.BaseModel):
+            return self._from_twin(item, position)
         if not isinstance(item, Mapping):
             raise RecordValidationError(
                 f"record at position {position} is a {type(item).__name__}; pass "
@@ -206,6 +216,40 @@ class RecordCodec(Generic[M]):
                 position=position,
                 errors=exc.errors(include_url=False),
             ) from None
+
+    def _from_twin(self, item: pydantic.BaseModel, position: int) -> M:
+        """A record of another class: accepted when it is the model's twin, else refused.
+
+        A notebook cell run again, or a module reloaded (``uvicorn --reload``),
+        makes a new class of the same name and fields; its records are the model's.
+        """
+        other, mine = type(item), self.model
+        theirs_fields, my_fields = _field_types(other), _field_types(mine)
+        if other.__name__ == mine.__name__ and theirs_fields == my_fields:
+            try:
+                return mine.model_validate(item, from_attributes=True)
+            except pydantic.ValidationError as exc:
+                raise RecordValidationError(
+                    f"record at position {position} is not a valid {mine.__name__}: {exc}",
+                    position=position,
+                    errors=exc.errors(include_url=False),
+                ) from None
+        differences = [
+            *(f"{n!r} only in {other.__qualname__}" for n in theirs_fields if n not in my_fields),
+            *(f"{n!r} only in {mine.__qualname__}" for n in my_fields if n not in theirs_fields),
+            *(
+                f"{n!r} is {theirs_fields[n]} in the first, {my_fields[n]} in the second"
+                for n in my_fields
+                if n in theirs_fields and theirs_fields[n] != my_fields[n]
+            ),
+        ]
+        why = "; ".join(differences) or "the classes have different names"
+        raise RecordValidationError(
+            f"record at position {position} is a {other.__module__}.{other.__qualname__}, but "
+            f"collection {self.spec.name!r} holds {mine.__module__}.{mine.__qualname__} "
+            f"({why}). Pass {mine.__qualname__} instances or dicts (record.model_dump()).",
+            position=position,
+        )
 
     def rows(self, records: Sequence[M], offset: int) -> tuple[list[tuple[Any, ...]], list[Any]]:
         """COPY rows (in `columns` order) and ids for validated records.

@@ -170,6 +170,15 @@ class ConnectCall:
     def __await__(self) -> Generator[Any, None, Database]:
         return _open(**self._kwargs).__await__()
 
+    def __repr__(self) -> str:
+        # What `asyncio.run(vecdb.connect())` shows: it refuses anything but a coroutine
+        # with "a coroutine was expected, got <repr>", so the repr says what to do.
+        return (
+            "<vecdb.connect() call, not a coroutine: await it inside an async function "
+            "(db = await vecdb.connect(...)) or use `async with vecdb.connect(...) as db:`; "
+            "asyncio.run() takes that function's coroutine, asyncio.run(main())>"
+        )
+
     async def __aenter__(self) -> Database:
         self._database = await _open(**self._kwargs)
         return self._database
