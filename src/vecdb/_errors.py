@@ -357,6 +357,8 @@ class RecordValidationError(VecdbError):
     Attributes:
         position: The record's position in the batch, when known.
         errors: Pydantic's error list, when pydantic raised.
+        record_id: The record's id, when known.
+        field: The field whose value was refused, when one was.
     """
 
     def __init__(
@@ -365,10 +367,14 @@ class RecordValidationError(VecdbError):
         *,
         position: int | None = None,
         errors: Sequence[Any] = (),
+        record_id: Any = None,
+        field: str | None = None,
     ) -> None:
         super().__init__(message)
         self.position = position
         self.errors = tuple(errors)
+        self.record_id = record_id
+        self.field = field
 
 
 class DuplicateRecordError(DatabaseError):
