@@ -408,6 +408,13 @@ _SQLSTATES: Mapping[str, tuple[type[DatabaseError], str]] = {
         QueryTimeoutError,
         "Raise statement_timeout (PoolConfig / VECDB_POOL_STATEMENT_TIMEOUT) if needed.",
     ),
+    "42501": (
+        DatabaseError,
+        "This role lacks the privilege. A runtime role (`vecdb grant ROLE`) reads and writes "
+        "collections but changes no schema: create or drop collections, build indexes, "
+        "archive, restore and migrate as the owner role (e.g. through migration_dsn or the "
+        "CLI's --dsn), or run `vecdb grant ROLE` again after new collections were made.",
+    ),
     "23505": (
         DuplicateRecordError,
         "A record with this key exists already (perhaps written by another session just "

@@ -17,6 +17,7 @@ Usage::
                                        move old partitions (or rows) into vecdb_archive
     vecdb restore NAME [--newer-than DATE]
                                        bring archived partitions (or rows) back
+    vecdb grant ROLE [--apply]         the GRANTs of a least-privilege runtime role
 
 Every command takes ``--dsn`` (default ``$VECDB_DSN``, else the embedded server),
 ``--data-dir``, ``--migrations PKG`` (repeatable; the current directory is
@@ -42,6 +43,7 @@ from .._server.connect import connect
 from .._version import __version__
 from . import collections as _cli_collections
 from . import doctor as _cli_doctor
+from . import grant as _cli_grant
 from . import migrations as _cli_migrations
 from . import partitions as _cli_partitions
 from . import tune as _cli_tune
@@ -117,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     _cli_partitions.add_commands(command)
     _cli_doctor.add_commands(command)
     _cli_tune.add_commands(command)
+    _cli_grant.add_commands(command)
     return parser
 
 
