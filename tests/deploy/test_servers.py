@@ -23,12 +23,12 @@ import vecdb
 from . import _parts
 
 
-def _pgserver_bin() -> Path | None:
+def _pgserver_package() -> Path | None:
     spec = importlib.util.find_spec("pgserver")
     if spec is None or spec.origin is None:
         return None
-    path = Path(spec.origin).parent / "pginstall" / "bin"
-    return path if (path / "postgres").exists() else None
+    path = Path(spec.origin).parent
+    return path if (path / "pginstall" / "bin" / "postgres").exists() else None
 
 
 @pytest.fixture
@@ -45,12 +45,17 @@ def postgres15() -> Iterator[_parts.Cluster]:
 @pytest.fixture
 def pgvector_062() -> Iterator[_parts.Cluster]:
     """PostgreSQL 16 + pgvector 0.6.2, from the ``pgserver==0.1.4`` wheel (a dev dependency)."""
-    bin_dir = _pgserver_bin()
+    package = _pgserver_package()
     _parts.require(
-        bin_dir is not None, "pgserver 0.1.4 (pgvector 0.6.2)", "pip install 'pgserver==0.1.4'"
+        package is not None, "pgserver 0.1.4 (pgvector 0.6.2)", "pip install 'pgserver==0.1.4'"
     )
-    assert bin_dir is not None
-    with _parts.cluster(bin_dir) as running:
+    assert package is not None
+    # The binaries find their libraries at $ORIGIN/../../../pgserver.libs (auditwheel).
+    libs = package.with_name("pgserver.libs")
+    with (
+        _parts.private_copy(package, libs) as root,
+        _parts.cluster(root / "pgserver" / "pginstall" / "bin") as running,
+    ):
         yield running
 
 
