@@ -11,14 +11,18 @@ reads it as UTC and it comes back aware, so it would not read back equal.
 A NaN or infinity in a ``float`` field is stored and read back as such:
 double precision holds them (NaN sorts above every number in PostgreSQL).
 
-The checks are cheap on the bulk path: one pass per checked column, and for
-text only ``"\x00" in s`` (memchr) plus, for non-ASCII strings, one regex
-scan (``str.isascii()`` reads a flag). jsonb text is scanned with substring
-tests, and only a hit is confirmed by a slower look.
+The checks are cheap on the bulk path: each checked column is tested whole,
+in C (text: one join, ``"\x00" in``, ``isascii()``, and only for non-ASCII
+text one ``encode``; bigint: ``min`` and ``max``), and only a column that
+fails is looked at value by value, to name the record. jsonb text is scanned
+with substring tests, and only a hit is confirmed by a slower look.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import itertools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -29,7 +33,15 @@ from .._errors import RecordValidationError
 from .columns import ColumnType
 from .record import FieldSpec
 
-__all__ = ["check_ids", "encode_jsonb", "row_checks", "run_checks", "value_problem"]
+__all__ = [
+    "Check",
+    "check_ids",
+    "encode_jsonb",
+    "refusal",
+    "row_checks",
+    "run_checks",
+    "value_problem",
+]
 
 BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -103,15 +115,67 @@ _PROBLEMS: Mapping[ColumnType, Problem] = {
 }
 
 
+# Whole-column tests, in C where possible: one join, one scan, one encode for text;
+# min and max for bigint. Only a column that fails is looked at value by value.
+def _clean_texts(items: list[str]) -> bool:
+    joined = "".join(items)
+    if "\x00" in joined:
+        return False
+    if joined.isascii():
+        return True
+    try:
+        joined.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _clean_bigints(items: list[int]) -> bool:
+    return not items or (min(items) >= BIGINT_MIN and max(items) <= BIGINT_MAX)
+
+
+def _clean_timestamps(items: list[Any]) -> bool:
+    zones = {item.tzinfo for item in items}
+    # datetime.timezone (UTC and fixed offsets, as asyncpg returns) always has an
+    # offset; other tzinfo classes are asked value by value.
+    return all(isinstance(zone, dt.timezone) for zone in zones)
+
+
+def _flat(items: list[Any]) -> list[Any]:
+    return list(itertools.chain.from_iterable(items))
+
+
+Clean = Callable[[list[Any]], bool]
+_CLEAN: Mapping[ColumnType, tuple[bool, Clean]] = {  # (arrays: flatten first, test)
+    ColumnType.TEXT: (False, _clean_texts),
+    ColumnType.TEXT_ARRAY: (True, _clean_texts),
+    ColumnType.BIGINT: (False, _clean_bigints),
+    ColumnType.BIGINT_ARRAY: (True, _clean_bigints),
+    ColumnType.TIMESTAMPTZ: (False, _clean_timestamps),
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Check:
+    """How to look at one column: the whole-column test, then the per-value reason."""
+
+    field: str
+    flatten: bool
+    clean: Clean
+    problem: Problem
+
+
 def value_problem(column: ColumnType, value: Any) -> str | None:
     """Why PostgreSQL would refuse ``value`` in a column of this type, or ``None``."""
     problem = _PROBLEMS.get(column)
     return None if problem is None or value is None else problem(value)
 
 
-def row_checks(fields: Sequence[FieldSpec]) -> tuple[tuple[str, Problem], ...]:
-    """``(field, check)`` for the fields whose values need a look (jsonb: `encode_jsonb`)."""
-    return tuple((f.name, _PROBLEMS[f.type]) for f in fields if f.type in _PROBLEMS)
+def row_checks(fields: Sequence[FieldSpec]) -> tuple[Check, ...]:
+    """The checks for the fields whose values need a look (jsonb: `encode_jsonb`)."""
+    return tuple(
+        Check(f.name, *_CLEAN[f.type], _PROBLEMS[f.type]) for f in fields if f.type in _PROBLEMS
+    )
 
 
 def refusal(
@@ -134,8 +198,20 @@ def refusal(
     )
 
 
+def _first(check: Check, column: Sequence[Any]) -> tuple[int, str] | None:
+    present = [item for item in column if item is not None]
+    if check.clean(_flat(present) if check.flatten else present):
+        return None
+    for j, item in enumerate(column):
+        if item is not None:
+            reason = check.problem(item)
+            if reason is not None:
+                return j, reason
+    return None
+
+
 def run_checks(
-    checks: Sequence[tuple[str, Problem]],
+    checks: Sequence[Check],
     values: Sequence[Mapping[str, Any]],
     ids: Sequence[Any],
     offset: int,
@@ -145,24 +221,21 @@ def run_checks(
     Raises:
         RecordValidationError: The first value PostgreSQL would refuse.
     """
-    for name, problem in checks:
-        for j, value in enumerate(values):
-            item = value[name]
-            if item is not None:
-                reason = problem(item)
-                if reason is not None:
-                    raise refusal(reason, field=name, record_id=ids[j], position=offset + j)
+    for check in checks:
+        found = _first(check, [value[check.field] for value in values])
+        if found is not None:
+            j, reason = found
+            raise refusal(reason, field=check.field, record_id=ids[j], position=offset + j)
 
 
 def check_ids(column: ColumnType, ids: Sequence[Any], offset: int, *, field: str) -> None:
     """`run_checks` for the id column, whose value names the record only by position."""
-    problem = _PROBLEMS.get(column)
-    if problem is None:
+    if column not in _PROBLEMS:
         return
-    for j, item in enumerate(ids):
-        reason = problem(item)
-        if reason is not None:
-            raise refusal(reason, field=field, record_id=None, position=offset + j)
+    found = _first(Check(field, *_CLEAN[column], _PROBLEMS[column]), ids)
+    if found is not None:
+        j, reason = found
+        raise refusal(reason, field=field, record_id=None, position=offset + j)
 
 
 def encode_jsonb(value: Any) -> str:
