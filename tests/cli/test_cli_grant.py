@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 import vecdb
+
+from ..deploy import _parts
 
 
 class Chunk(vecdb.Record):
@@ -49,17 +50,8 @@ async def _privileges(dsn: str, role: str) -> list[str]:
 @pytest.fixture
 async def role(dsn: str, db: vecdb.Database) -> AsyncIterator[str]:
     await db.collection("chunks", Chunk, dim=2)
-    name = f"rt_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f"CREATE ROLE {name}")
+    async with _parts.new_role(dsn) as name:
         yield name
-    finally:
-        try:
-            await conn.execute(f"DROP OWNED BY {name}")
-            await conn.execute(f"DROP ROLE {name}")
-        finally:
-            await conn.close()
 
 
 async def test_grant_prints_the_statements_and_changes_nothing(dsn: str, role: str) -> None:

@@ -21,11 +21,13 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import asyncpg
 import pytest
 
 PGBOUNCER = Path("/usr/sbin/pgbouncer")
@@ -248,3 +250,20 @@ def cluster(bin_dir: Path) -> Iterator[Cluster]:
                 check=False,
                 capture_output=True,
             )
+
+
+@contextlib.asynccontextmanager
+async def new_role(dsn: str, *, password: str | None = None) -> AsyncIterator[str]:
+    """A new role (``rt_<random>``; roles are cluster-wide), dropped after with its grants."""
+    name = f"rt_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(dsn)
+    try:
+        login = f" LOGIN PASSWORD '{password}'" if password is not None else ""
+        await conn.execute(f"CREATE ROLE {name}{login}")
+        yield name
+    finally:
+        try:
+            await conn.execute(f"DROP OWNED BY {name}")
+            await conn.execute(f"DROP ROLE {name}")
+        finally:
+            await conn.close()

@@ -20,6 +20,8 @@ import pytest
 import vecdb
 from vecdb._collections.grants import runtime_grants
 
+from . import _parts
+
 DIM = 3
 
 
@@ -65,19 +67,15 @@ async def runtime(dsn: str, db: vecdb.Database) -> AsyncIterator[str]:
     await events.upsert(
         [Event(id=1, tenant="a", at=dt.datetime(2024, 1, 1, tzinfo=dt.UTC), embedding=[1, 2, 3])]
     )
-    role, password = f"rt_{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
-    owner = await asyncpg.connect(dsn)
-    try:
-        await owner.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
-        for statement in await runtime_grants(owner, role):
-            await owner.execute(statement)
-        yield _as_role(dsn, role, password)
-    finally:
+    password = uuid.uuid4().hex
+    async with _parts.new_role(dsn, password=password) as role:
+        owner = await asyncpg.connect(dsn)
         try:
-            await owner.execute(f"DROP OWNED BY {role}")
-            await owner.execute(f"DROP ROLE {role}")
+            for statement in await runtime_grants(owner, role):
+                await owner.execute(statement)
         finally:
             await owner.close()
+        yield _as_role(dsn, role, password)
 
 
 async def test_runtime_role_connects_searches_and_writes(runtime: str) -> None:

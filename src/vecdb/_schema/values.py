@@ -35,12 +35,12 @@ from .record import FieldSpec
 
 __all__ = [
     "Check",
+    "RefusedValueError",
     "check_ids",
     "encode_jsonb",
     "refusal",
     "row_checks",
     "run_checks",
-    "value_problem",
 ]
 
 BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
@@ -163,12 +163,6 @@ class Check:
     flatten: bool
     clean: Clean
     problem: Problem
-
-
-def value_problem(column: ColumnType, value: Any) -> str | None:
-    """Why PostgreSQL would refuse ``value`` in a column of this type, or ``None``."""
-    problem = _PROBLEMS.get(column)
-    return None if problem is None or value is None else problem(value)
 
 
 def row_checks(fields: Sequence[FieldSpec]) -> tuple[Check, ...]:
