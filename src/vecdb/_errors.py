@@ -398,6 +398,12 @@ class DuplicateRecordError(DatabaseError):
         self.ids = tuple(ids)
 
 
+_PGBOUNCER_ADVICE = (
+    "Through PgBouncer in transaction mode? Connect with pool=vecdb.PoolConfig(pgbouncer=True) "
+    "(no prepared statement cache) and migration_dsn= a direct connection; see "
+    "docs/deployment.md."
+)
+
 # SQLSTATE -> (class, what to do). Codes not listed become a plain DatabaseError.
 _SQLSTATES: Mapping[str, tuple[type[DatabaseError], str]] = {
     "55P03": (
@@ -408,6 +414,10 @@ _SQLSTATES: Mapping[str, tuple[type[DatabaseError], str]] = {
         QueryTimeoutError,
         "Raise statement_timeout (PoolConfig / VECDB_POOL_STATEMENT_TIMEOUT) if needed.",
     ),
+    # A prepared statement missing, or there already, on a server connection: the
+    # mark of PgBouncer in transaction mode with asyncpg's statement cache on.
+    "26000": (DatabaseError, _PGBOUNCER_ADVICE),
+    "42P05": (DatabaseError, _PGBOUNCER_ADVICE),
     "42501": (
         DatabaseError,
         "This role lacks the privilege. A runtime role (`vecdb grant ROLE`) reads and writes "

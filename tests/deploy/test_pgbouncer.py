@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 
 import vecdb
+from vecdb._errors import translate
 
 from . import _parts
 
@@ -172,3 +173,28 @@ def test_pgbouncer_mode_turns_the_statement_cache_off() -> None:
     assert vecdb.PoolConfig().statement_cache_size == 100
     from_env = vecdb.PoolConfig.from_env({"VECDB_POOL_PGBOUNCER": "true"})
     assert (from_env.pgbouncer, from_env.statement_cache_size) == (True, 0)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(
+            asyncpg.InvalidSQLStatementNameError(
+                'prepared statement "__asyncpg_stmt_1a__" does not exist'
+            ),
+            id="does-not-exist",
+        ),
+        pytest.param(
+            asyncpg.DuplicatePreparedStatementError(
+                'prepared statement "__asyncpg_stmt_1__" already exists'
+            ),
+            id="already-exists",
+        ),
+    ],
+)
+def test_prepared_statement_errors_point_to_pgbouncer_mode(error: asyncpg.PostgresError) -> None:
+    """What the statement cache gives through PgBouncer without pgbouncer=True (seen here,
+    but not on every run: it depends on which server connection PgBouncer hands out)."""
+    translated = translate(error)
+    assert isinstance(translated, vecdb.DatabaseError)
+    assert "PoolConfig(pgbouncer=True)" in str(translated)
