@@ -17,9 +17,12 @@ Usage::
                                        move old partitions (or rows) into vecdb_archive
     vecdb restore NAME [--newer-than DATE]
                                        bring archived partitions (or rows) back
+    vecdb repartition NAME --by FIELD [--interval I | --values]
+                                       convert an unpartitioned collection, online
     vecdb init PATH                    create a migrations package (no database)
     vecdb new-migration TITLE --package PKG
                                        write the package's next migration (no database)
+    vecdb grant ROLE [--apply]         the GRANTs of a least-privilege runtime role
 
 Every command takes ``--dsn`` (default ``$VECDB_DSN``, else the embedded server),
 ``--data-dir``, ``--migrations PKG`` (repeatable; the current directory is
@@ -45,6 +48,7 @@ from .._server.connect import connect
 from .._version import __version__
 from . import collections as _cli_collections
 from . import doctor as _cli_doctor
+from . import grant as _cli_grant
 from . import migrations as _cli_migrations
 from . import partitions as _cli_partitions
 from . import repartition as _cli_repartition
@@ -124,6 +128,7 @@ def _parser() -> argparse.ArgumentParser:
     _cli_doctor.add_commands(command)
     _cli_tune.add_commands(command)
     _cli_scaffold.add_commands(command)
+    _cli_grant.add_commands(command)
     return parser
 
 

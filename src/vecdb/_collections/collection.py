@@ -37,6 +37,7 @@ from . import repartition as _repartition
 from .archive import ArchiveProgress
 from .indexing import ProgressCallback
 from .repartition import RepartitionCallback
+from .sessions import refuse_through_pgbouncer
 from .writer import Writer
 
 __all__ = ["DEFAULT_INDEX", "Collection", "open_collection"]
@@ -469,13 +470,15 @@ class Collection(Generic[M]):
                 or rows have no value for it; other collections reference it
                 by foreign key (named), or it references itself; views
                 depend on its table; it has archived rows; a table is in the
-                way of a partition's name; another repartition of it is running.
+                way of a partition's name; another repartition of it is running;
+                the pool goes through PgBouncer (`PoolConfig.pgbouncer`).
             ArchiveChecksumError: The copy did not match the collection; it was
                 discarded and the collection is as it was.
             LockTimeoutError: Long transactions kept the swap from its lock;
                 the copy is kept: call again to finish.
         """
         self._pool.check_open()
+        refuse_through_pgbouncer(self._pool.config, "repartition()")
         check_int(batch_size, 1, name="batch_size")
         rows = await _repartition.repartition(
             self._pool,
@@ -723,8 +726,10 @@ class Collection(Generic[M]):
 
         Raises:
             DatabaseError: The build failed (its INVALID index was dropped).
+            ConfigError: The pool goes through PgBouncer (`PoolConfig.pgbouncer`).
         """
         self._pool.check_open()
+        refuse_through_pgbouncer(self._pool.config, "create_index()")
         chosen = index if index is not None else (self._spec.index or DEFAULT_INDEX)
         if not isinstance(chosen, HNSW):
             raise ConfigError(f"index must be a vecdb.HNSW, got {chosen!r}", setting="index")

@@ -27,12 +27,12 @@ import asyncpg
 import numpy as np
 import numpy.typing as npt
 import pydantic
-import pydantic_core
 
 from .._errors import DimensionMismatchError, InvalidVectorError, RecordValidationError
 from .._typing import M
 from .record import Record, VectorSpec, _strip_optional, _to_array
 from .spec import CollectionSpec
+from .values import RefusedValueError, check_ids, encode_jsonb, refusal, row_checks, run_checks
 
 __all__ = ["HALF_MAX", "RecordCodec", "check_vectors", "query_vector"]
 
@@ -193,6 +193,8 @@ class RecordCodec(Generic[M]):
         id_type: Any = model.model_fields[lay.id.name].annotation
         self._id_adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(id_type)
         self._fast = _row_decoder(model, spec)
+        self._checks = row_checks(lay.fields)
+        self._jsonb_at = tuple((k, c) for k, c in enumerate(self.scalar_columns) if c in self.jsonb)
 
     def validate(self, item: Any, position: int) -> M:
         """One input (a model instance or a dict) as a validated record."""
@@ -256,25 +258,28 @@ class RecordCodec(Generic[M]):
 
         Raises:
             InvalidVectorError, DimensionMismatchError: See `check_vectors`.
+            RecordValidationError: A value PostgreSQL would refuse (see `values`).
         """
-        id_name = self.spec.layout.id.name
+        lay = self.spec.layout
         values = [r.__dict__ for r in records]
-        ids = [v[id_name] for v in values]
+        ids = [v[lay.id.name] for v in values]
+        check_ids(lay.id.type, ids, offset, field=lay.id.name)
+        run_checks(self._checks, values, ids, offset)
         matrices = [
             check_vectors([v.get(vec.name) for v in values], self.spec, vec, ids=ids, offset=offset)
             for vec in self.spec.layout.vectors
         ]
-        jsonb = self.jsonb
         rows: list[tuple[Any, ...]] = []
         for j, value in enumerate(values):
-            scalars = [
-                (
-                    pydantic_core.to_json(value[c]).decode()
-                    if c in jsonb and value[c] is not None
-                    else value[c]
-                )
-                for c in self.scalar_columns
-            ]
+            scalars = [value[c] for c in self.scalar_columns]
+            for k, name in self._jsonb_at:
+                if scalars[k] is not None:
+                    try:
+                        scalars[k] = encode_jsonb(scalars[k])
+                    except RefusedValueError as exc:
+                        raise refusal(
+                            str(exc), field=name, record_id=ids[j], position=offset + j
+                        ) from None
             rows.append((*scalars, *(m[j] for m in matrices)))
         return rows, ids
 
