@@ -725,6 +725,9 @@ class Collection(Generic[M]):
         chosen = index if index is not None else (self._spec.index or DEFAULT_INDEX)
         if not isinstance(chosen, HNSW):
             raise ConfigError(f"index must be a vecdb.HNSW, got {chosen!r}", setting="index")
+        _spec.check_index(
+            chosen, self._spec.layout, metric=self._spec.metric, storage=self._spec.storage
+        )
         spec = dataclasses.replace(self._spec, index=chosen)
         await _indexing.build_hnsw(
             self._pool,

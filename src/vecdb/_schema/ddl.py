@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from .._identifiers import qualified, quote_ident
 from .columns import ColumnType
 from .partitioning import TimePartitions
+from .quantization import index_expression
 from .record import FieldSpec, VectorSpec
 from .spec import RESERVED_PREFIX, CollectionSpec
 
@@ -172,11 +173,13 @@ def hnsw_index(
 ) -> str:
     """``CREATE INDEX [CONCURRENTLY] IF NOT EXISTS … USING hnsw`` for one vector field."""
     assert spec.index is not None  # noqa: S101 - callers check that the spec has an index
-    opclass = f"{spec.vector_type.value}_{_OPCLASS_SUFFIX[spec.metric]}"
+    indexed = index_expression(
+        spec.index, vector, spec.vector_type.value, _OPCLASS_SUFFIX[spec.metric]
+    )
     return (
         f"CREATE INDEX {'CONCURRENTLY ' if concurrently else ''}IF NOT EXISTS "
         f"{quote_ident(name or hnsw_name(spec, vector))} ON "
-        f"{qualified(spec.schema, spec.table)} USING hnsw ({quote_ident(vector.name)} {opclass}) "
+        f"{qualified(spec.schema, spec.table)} USING hnsw {indexed} "
         f"WITH (m = {int(spec.index.m)}, ef_construction = {int(spec.index.ef_construction)})"
     )
 

@@ -16,8 +16,10 @@ from .._config import check_int
 from .._errors import ConfigError
 from .._identifiers import validate_identifier
 from . import partitioning as _partitioning
+from . import quantization as _quantization
 from .columns import ColumnType
 from .partitioning import Partitioning, TimePartitions, ValuePartitions
+from .quantization import QUANTIZATIONS, Quantization
 from .record import FieldSpec, Layout, Record, VectorSpec, layout
 
 __all__ = [
@@ -30,11 +32,10 @@ __all__ = [
     "Metric",
     "OnDelete",
     "Storage",
+    "check_index",
     "diff",
     "make_spec",
 ]
-
-HNSW_MAX_DIM = {"vector": 2_000, "halfvec": 4_000}  # pgvector's limits for an HNSW index
 
 Metric = Literal["cosine", "l2", "inner_product", "l1"]
 Storage = Literal["vector", "halfvec"]
@@ -53,17 +54,31 @@ SPEC_FORMAT = 1  # the layout of the spec JSON; a bundled migration upgrades old
 class HNSW:
     """An HNSW index on the vector field(s): pgvector's ``m`` and ``ef_construction``.
 
+    The table always keeps full-precision vectors. ``quantization`` makes only
+    the index compact; its candidates are re-ranked by the exact distance.
+
     Example:
         >>> vecdb.HNSW(m=16, ef_construction=64)   # pgvector's defaults
         >>> vecdb.HNSW(m=32, ef_construction=200)  # better recall, slower build
+        >>> vecdb.HNSW(quantization="halfvec")     # half the index, re-ranked exactly
+        >>> vecdb.HNSW(quantization="binary", rerank=4)  # 1 bit/dim, 4*k candidates
 
     Attributes:
         m: Links per node (2..100). More: better recall, bigger index.
         ef_construction: Candidate list size while building (>= 2*m, up to 1000).
+        quantization: ``None`` (index the vectors as stored), ``"halfvec"`` (an
+            index over ``vector::halfvec(d)``) or ``"binary"`` (over
+            ``binary_quantize(vector)::bit(d)``, Hamming distance; cosine and
+            inner_product only). See `docs/search.md` for when each pays.
+        rerank: With quantization: the index returns ``k * rerank`` candidates,
+            re-ranked by the real metric on the full vectors (1..100; default 1
+            for halfvec, 4 for binary). ``hnsw.ef_search`` is raised to cover them.
     """
 
     m: int = 16
     ef_construction: int = 64
+    quantization: Quantization | None = None
+    rerank: int | None = None
 
     def __post_init__(self) -> None:
         check_int(self.m, 2, 100, name="HNSW.m")
@@ -74,6 +89,30 @@ class HNSW:
                 f"({2 * self.m}); raise ef_construction or lower m",
                 setting="index",
             )
+        if self.quantization is not None and self.quantization not in QUANTIZATIONS:
+            raise ConfigError(
+                f"HNSW.quantization={self.quantization!r} is not one of {[None, *QUANTIZATIONS]}",
+                setting="quantization",
+            )
+        if self.rerank is not None:
+            if self.quantization is None:
+                raise ConfigError(
+                    f"HNSW.rerank={self.rerank!r} needs quantization='halfvec' or 'binary': "
+                    "an unquantized index ranks by the exact distance already",
+                    setting="rerank",
+                )
+            check_int(
+                self.rerank,
+                1,
+                _quantization.MAX_RERANK,
+                name="HNSW.rerank",
+                why=" (candidates per result: k * rerank are re-ranked)",
+                setting="rerank",
+            )
+
+    def to_json(self) -> dict[str, Any]:
+        """The catalog's form; quantization keys only when set (older specs stay as they were)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -145,7 +184,7 @@ class CollectionSpec:
             "vectors": [{"name": v.name, "dim": v.dim} for v in lay.vectors],
             "metric": self.metric,
             "storage": self.storage,
-            "index": dataclasses.asdict(self.index) if self.index else None,
+            "index": self.index.to_json() if self.index else None,
             "filterable": list(self.filterable),
             "foreign_keys": {
                 name: {"collection": fk.collection, "on_delete": fk.on_delete}
@@ -288,6 +327,26 @@ def diff(stored: CollectionSpec, given: CollectionSpec) -> tuple[list[str], list
     return evolvable, destructive
 
 
+def check_index(index: HNSW, lay: Layout, *, metric: str, storage: str) -> None:
+    """Refuse an index this metric, storage or dimension cannot have (no I/O).
+
+    Raises:
+        ConfigError: A quantization the metric or storage cannot use, or more
+            dimensions than the indexed type takes.
+    """
+    _quantization.check_index(index, metric=metric, storage=storage)
+    limit = _quantization.max_dim(index, storage)
+    too_big = [v.name for v in lay.vectors if v.dim > limit]
+    if too_big:
+        what = f"quantization={index.quantization!r}" if index.quantization else storage
+        raise ConfigError(
+            f"vector field(s) {too_big} have more than {limit} dimensions, the most an "
+            f"HNSW index on {what} supports; use HNSW(quantization='halfvec') (up to 4000), "
+            "'binary' (up to 64000, cosine/inner_product) or index=None (exact search only)",
+            setting="dim",
+        )
+
+
 def make_spec(
     name: str,
     model: type[Record],
@@ -339,15 +398,7 @@ def make_spec(
             )
         _partitioning.check(partition, lay)
     if index is not None:
-        limit = HNSW_MAX_DIM[storage]
-        too_big = [v.name for v in lay.vectors if v.dim > limit]
-        if too_big:
-            raise ConfigError(
-                f"vector field(s) {too_big} have more than {limit} dimensions, the most an "
-                f"HNSW index on {storage} supports; use storage='halfvec' (up to 4000) or "
-                "index=None (exact search only)",
-                setting="dim",
-            )
+        check_index(index, lay, metric=metric, storage=storage)
     return CollectionSpec(
         name=name,
         schema=schema,

@@ -22,6 +22,7 @@ from .._config import check_int
 from .._errors import ConfigError, translating
 from .._identifiers import qualified
 from .._schema.ddl import hnsw_name
+from .._schema.quantization import candidates
 from .._schema.record import VectorSpec
 from .._schema.rows import RecordCodec, check_vectors, query_vector
 from .._schema.spec import CollectionSpec
@@ -37,7 +38,8 @@ from .planner import (
     equality_field,
     few_rows,
 )
-from .statements import DISTANCE, INDEX_PARTITIONS, apply_settings, search_sql, uses_index
+from .quantized import search_statement
+from .statements import DISTANCE, INDEX_PARTITIONS, apply_settings, uses_index
 
 __all__ = ["MAX_K", "Explain", "Hit", "Searcher"]
 
@@ -187,7 +189,8 @@ class Searcher(Generic[M]):
             has_index=has_index,
             exact=exact,
             filtered=not compiled.matches_all,
-            k=k,
+            # A quantized index must return k * rerank candidates (pgvector #865).
+            k=candidates(self._spec.index, k),
             ef_search=ef_search,
             iterative=self._iterative,
             estimated_rows=estimated,
@@ -210,7 +213,9 @@ class Searcher(Generic[M]):
         sql = self._sql_cache.get(key)
         if sql is None:
             columns = self._spec.layout.columns if vectors else self._codec.scalar_columns
-            sql = search_sql(self._spec, vector, columns, compiled, plan.strategy, source=source)
+            sql = search_statement(
+                self._spec, vector, columns, compiled, plan.strategy, source=source
+            )
             if len(self._sql_cache) >= _SQL_CACHE_SIZE:
                 self._sql_cache.clear()
             self._sql_cache[key] = sql
