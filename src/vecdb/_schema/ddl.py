@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 from .._identifiers import qualified, quote_ident
 from .columns import ColumnType
+from .fulltext import column_definition
 from .partitioning import TimePartitions
 from .quantization import index_expression
 from .record import FieldSpec, VectorSpec
@@ -86,6 +87,7 @@ def create_table(spec: CollectionSpec, references: Mapping[str, tuple[str, str]]
     lines = [_column(lay.id)]
     lines += [_column(f) for f in lay.fields]
     lines += [f"{quote_ident(v.name)} {vector_column_type(spec, v)} NOT NULL" for v in lay.vectors]
+    lines += [column_definition(ft) for ft in lay.fulltext]
     key = ", ".join(quote_ident(c) for c in spec.primary_key)
     lines.append(f"CONSTRAINT {quote_ident(index_name(spec.table, 'pkey'))} PRIMARY KEY ({key})")
     for field, fk in sorted(spec.foreign_keys.items()):

@@ -18,6 +18,7 @@ from .._identifiers import validate_identifier
 from . import partitioning as _partitioning
 from . import quantization as _quantization
 from .columns import ColumnType
+from .fulltext import FullTextSpec
 from .partitioning import Partitioning, TimePartitions, ValuePartitions
 from .quantization import QUANTIZATIONS, Quantization
 from .record import FieldSpec, Layout, Record, VectorSpec, layout
@@ -192,7 +193,12 @@ class CollectionSpec:
             },
             "primary_key": list(self.primary_key),
             "partitioning": _partitioning.to_json(self.partitioning),
-        }
+        } | self._fulltext_json()
+
+    def _fulltext_json(self) -> dict[str, Any]:
+        # Only when declared: the specs of collections without one stay as they were.
+        fulltext = [{"field": f.field, "language": f.language} for f in self.layout.fulltext]
+        return {"fulltext": fulltext} if fulltext else {}
 
     @classmethod
     def from_json(cls, name: str, schema: str, table: str, data: Mapping[str, Any]) -> Self:
@@ -204,6 +210,9 @@ class CollectionSpec:
                 for f in data["fields"]
             ),
             vectors=tuple(VectorSpec(v["name"], int(v["dim"])) for v in data["vectors"]),
+            fulltext=tuple(
+                FullTextSpec(f["field"], f["language"]) for f in data.get("fulltext", ())
+            ),
         )
         index = data.get("index")
         return cls(
@@ -318,6 +327,14 @@ def diff(stored: CollectionSpec, given: CollectionSpec) -> tuple[list[str], list
                 f"{what}: stored {old_v!r}, given {new_v!r}; pass {what}={old_v!r}, or "
                 "create a new collection and re-load it"
             )
+    if old_lay.fulltext != new_lay.fulltext:
+        old_ft = [f"{f.field}({f.language})" for f in old_lay.fulltext]
+        new_ft = [f"{f.field}({f.language})" for f in new_lay.fulltext]
+        evolvable.append(
+            f"FullText fields: stored {old_ft}, model has {new_ft}; pass evolve=True to "
+            "(re)make the generated tsvector column and its GIN index (this rewrites the "
+            "table under an exclusive lock: writes and reads wait for it)"
+        )
     if set(stored.filterable) != set(given.filterable):
         evolvable.append(
             f"filterable: stored {sorted(stored.filterable)}, given "
@@ -397,6 +414,12 @@ def make_spec(
                 setting="partition",
             )
         _partitioning.check(partition, lay)
+        if lay.fulltext:
+            raise ConfigError(
+                f"{model.__name__} has a vecdb.FullText field, which partitioned collections "
+                "do not support yet; drop partition= or the FullText mark",
+                setting="partition",
+            )
     if index is not None:
         check_index(index, lay, metric=metric, storage=storage)
     return CollectionSpec(

@@ -56,11 +56,21 @@ class Hit(Generic[M]):
             passed ``include_vectors=True``.
         distance: Smaller is closer. ``cosine``: 1 - cosine similarity (0..2);
             ``l2``: Euclidean distance; ``inner_product``: the *negative* inner
-            product (-a·b); ``l1``: taxicab distance.
+            product (-a·b); ``l1``: taxicab distance. NaN in a keyword-only
+            search (``search(None, text=...)``).
+        score: With ``text=``: the fused score, ``sum(1 / (RRF.k + rank))`` over
+            the halves the record was found in (larger is better); else ``None``.
+        vector_rank: With ``text=``: the record's rank (1-based) among the vector
+            half's candidates, ``None`` if it was not one.
+        text_rank: With ``text=``: its rank among the full-text candidates
+            (by ``ts_rank_cd``), ``None`` if the text did not match it.
     """
 
     record: M
     distance: float
+    score: float | None = None
+    vector_rank: int | None = None
+    text_rank: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
