@@ -202,6 +202,7 @@ async def test_fulltext_adds_a_generated_tsvector_column_and_a_gin_index(
                                     "chunks_text_fts")  # fmt: skip
     assert generated == "s"
     assert "USING gin" in index
+    assert "fastupdate=off" in index  # no pending list for searches to scan
     assert col.spec["fulltext"] == [{"field": "text", "language": "english"}]
     hit = (await col.search(Q, k=1))[0]
     assert hit.score is None

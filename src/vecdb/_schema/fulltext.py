@@ -114,8 +114,15 @@ def drop_column(spec: CollectionSpec, ft: FullTextSpec) -> str:
 
 
 def gin_index(spec: CollectionSpec, ft: FullTextSpec) -> str:
-    """``CREATE INDEX IF NOT EXISTS … USING gin`` on the generated column."""
+    """``CREATE INDEX IF NOT EXISTS … USING gin`` on the generated column.
+
+    ``fastupdate = off``: with GIN's pending list, every search scans the rows
+    not yet merged into the index (up to 4 MB of them until a vacuum), which
+    made a rare word's query 18 ms instead of 0.8 ms right after a 50k-row
+    load here; without it the load took 21 s instead of 12 s.
+    """
     return (
         f"CREATE INDEX IF NOT EXISTS {quote_ident(gin_name(spec, ft))} ON "
-        f"{qualified(spec.schema, spec.table)} USING gin ({quote_ident(tsv_column(ft))})"
+        f"{qualified(spec.schema, spec.table)} USING gin ({quote_ident(tsv_column(ft))}) "
+        "WITH (fastupdate = off)"
     )
