@@ -11,7 +11,8 @@ once: ``rerank`` changes only the query, so the other factors reuse it.
 
     .venv/bin/python benchmarks/bench_quantization.py --data /work/shared/data/stdlib-minilm-50k
     .venv/bin/python benchmarks/bench_quantization.py --data ... --rows 20000 --queries 200
-    .venv/bin/python benchmarks/bench_quantization.py --synthetic 1000000 --dim 384 --queries 500
+    .venv/bin/python benchmarks/bench_quantization.py --synthetic 1000000 --dim 384 --queries 500 \
+        --maintenance-work-mem 4GB
     .venv/bin/python benchmarks/bench_quantization.py --synthetic 20000 --dim 1536
 """
 
@@ -64,7 +65,7 @@ async def index_bytes(db: vecdb.Database) -> int:
     return size
 
 
-async def run(data: Dataset, server: Server) -> list[Result]:
+async def run(data: Dataset, server: Server, memory: str | None) -> list[Result]:
     dsn = await server.create_database()
     results: list[Result] = []
     async with vecdb.connect(dsn, pool=vecdb.PoolConfig(min_size=1, max_size=2)) as db:
@@ -86,7 +87,7 @@ async def run(data: Dataset, server: Server) -> list[Result]:
             family = index.quantization or "none"
             if family not in built:
                 started = time.perf_counter()
-                await col.create_index(index, concurrently=False)
+                await col.create_index(index, concurrently=False, maintenance_work_mem=memory)
                 built[family] = (await index_bytes(db), time.perf_counter() - started)
             else:
                 # Same index expression: only the query's candidate count differs, so
@@ -138,6 +139,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, help="use the first N rows of --data")
     parser.add_argument("--queries", type=int, default=200, help="number of queries (200)")
     parser.add_argument("--dim", type=int, default=384, help="--synthetic dimension")
+    parser.add_argument(
+        "--maintenance-work-mem", help="for the index builds, e.g. 4GB (default: sized by vecdb)"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     if args.data is not None:
@@ -149,7 +153,7 @@ def main() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs' XDG_RUNTIME_DIR warning
         with Server(args.dsn, settings={"shared_buffers": "512MB"}) as server:
-            results = asyncio.run(run(data, server))
+            results = asyncio.run(run(data, server, args.maintenance_work_mem))
     report(data, results)
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     print(f"total time: {time.perf_counter() - started:.0f}s")
