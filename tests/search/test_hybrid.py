@@ -403,3 +403,57 @@ async def test_archive_and_restore_keep_the_text_searchable(db: vecdb.Database) 
     assert restored.ok
     hits = await notes.search(None, k=5, text="pool timeout")
     assert {h.record.id for h in hits} == {1, 2}
+
+
+@pytest.mark.parametrize("strategy", ["hnsw", "hnsw_iterative", "exact"])
+@pytest.mark.parametrize("quantization", [None, "binary"], ids=["plain", "binary"])
+async def test_the_statement_runs_under_every_strategy(
+    db: vecdb.Database, strategy: str, quantization: str | None
+) -> None:
+    """The vector half is the strategy's own statement, nested in the fused one."""
+    col = await make(db, index=vecdb.HNSW(quantization=quantization))  # type: ignore[arg-type]
+    spec = col._spec
+    where = compile_filter({"doc": "a"}, spec.layout.filterable, first_param=3)
+    sql = hybrid_sql(
+        spec,
+        spec.layout.vectors[0],
+        spec.layout.fulltext[0],
+        ("id", "doc"),
+        where,
+        strategy=strategy,  # type: ignore[arg-type]
+    )
+    async with db.acquire() as conn:
+        rows = await conn.fetch(sql, Q, 40, "a", "pool timeout", "english", 60, 10)
+    assert len(rows) == 10
+    assert {r["doc"] for r in rows} == {"a"}
+    assert rows[0]["id"] == 1  # near and matching, once doc 'b' is filtered out
+
+
+async def test_exact_hybrid_search(db: vecdb.Database) -> None:
+    """exact=True turns index scans off; the GIN index still serves (bitmap scans)."""
+    col = await make(db)
+    hits = await col.search(Q, k=5, text="pool timeout", exact=True, where={"doc": "a"})
+    assert hits[0].record.id == 1
+    assert {h.record.doc for h in hits} == {"a"}
+
+
+class LaterChunk(vecdb.Record):
+    id: int
+    doc: str
+    summary: Annotated[str | None, vecdb.FullText(language="simple")] = None
+    embedding: vecdb.Vector
+
+
+async def test_evolve_adds_a_new_optional_fulltext_field(db: vecdb.Database) -> None:
+    """The new column first, then its generated tsvector: one evolve, one transaction."""
+    plain = await db.collection("chunks", PlainChunk, dim=DIM)
+    await plain.upsert([PlainChunk(id=1, doc="a", text="x", embedding=Q)])
+
+    class Evolved(LaterChunk):
+        text: str
+
+    col = await db.collection("chunks", Evolved, dim=DIM, evolve=True)
+    assert await col.search(None, k=5, text="anything") == []  # NULL summaries match nothing
+    await col.upsert([Evolved(id=2, doc="a", text="y", summary="the pool timeout", embedding=Q)])
+    hits = await col.search(None, k=5, text="the pool")
+    assert [h.record.id for h in hits] == [2]  # 'simple' keeps 'the'
