@@ -301,3 +301,15 @@ async def test_create_index_with_a_quantization_the_metric_cannot_use_changes_no
     assert col.spec["index"] == {"m": 16, "ef_construction": 64}
     [info] = await db.collections()
     assert info.spec["index"] == {"m": 16, "ef_construction": 64}
+
+
+@pytest.mark.parametrize("quantization", QUANTIZATIONS)
+async def test_search_many_reranks_like_search(db: vecdb.Database, quantization: str) -> None:
+    vectors = clustered(500)
+    col = await load(db, vectors, vecdb.HNSW(quantization=quantization, rerank=4))  # type: ignore[arg-type]
+    queries = vectors[:5] + 0.01
+    many = await col.search_many(queries, k=10)
+    for q, hits in zip(queries, many, strict=True):
+        one = await col.search(q, k=10)
+        assert [h.record.id for h in hits] == [h.record.id for h in one]
+        assert [h.distance for h in hits] == pytest.approx([h.distance for h in one])
