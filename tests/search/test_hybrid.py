@@ -457,3 +457,13 @@ async def test_evolve_adds_a_new_optional_fulltext_field(db: vecdb.Database) -> 
     await col.upsert([Evolved(id=2, doc="a", text="y", summary="the pool timeout", embedding=Q)])
     hits = await col.search(None, k=5, text="the pool")
     assert [h.record.id for h in hits] == [2]  # 'simple' keeps 'the'
+
+
+async def test_include_vectors_with_text(db: vecdb.Database) -> None:
+    col = await make(db)
+    hits = await col.search(Q, k=3, text="pool timeout", include_vectors=True)
+    for h in hits:
+        expected = next(r[3] for r in ROWS if r[0] == h.record.id)
+        assert np.array_equal(h.record.embedding, expected)
+    keyword = await col.search(None, k=3, text="pool timeout")
+    assert all(h.record.embedding is None for h in keyword)
