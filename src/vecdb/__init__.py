@@ -43,9 +43,11 @@ from ._errors import (
 from ._migrate.base import Migration
 from ._migrate.engine import MigrationStatus
 from ._migrate.state import HistoryEvent
+from ._schema.fulltext import FullText
 from ._schema.partitioning import ArchiveReport, PartitionInfo, TimePartitions, ValuePartitions
 from ._schema.record import Dim, Record, Vector
 from ._schema.spec import HNSW, ForeignKey, Metric, Storage
+from ._search.hybrid import RRF
 from ._search.searcher import Explain, Hit
 from ._server.connect import ConnectCall, connect
 from ._server.database import Database, Health, Migrations
@@ -56,6 +58,7 @@ from ._version import __version__
 
 __all__ = [
     "HNSW",
+    "RRF",
     "ArchiveChecksumError",
     "ArchiveReport",
     "Collection",
@@ -75,6 +78,7 @@ __all__ = [
     "Explain",
     "FilterError",
     "ForeignKey",
+    "FullText",
     "Health",
     "HistoryEvent",
     "Hit",

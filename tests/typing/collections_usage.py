@@ -116,3 +116,20 @@ async def partitioned(db: vecdb.Database) -> tuple[list[int], list[object], int]
     now = dt.datetime.now(dt.UTC)
     moved: int = await visits.upsert([Visit(id=1, at=now, site="a", embedding=[1.0, 0.0, 0.0])])
     return sizes, values, moved
+
+
+class Passage(vecdb.Record):
+    id: int
+    text: Annotated[str, vecdb.FullText(language="english")]
+    embedding: vecdb.Vector
+
+
+async def hybrid(db: vecdb.Database, q: npt.NDArray[np.float32]) -> list[float]:
+    index = vecdb.HNSW(m=16, ef_construction=64, quantization="binary", rerank=4)
+    passages = await db.collection("passages", Passage, dim=3, index=index)
+    await passages.create_index(vecdb.HNSW(quantization="halfvec"))
+    hits = await passages.search(q, k=10, text="pool timeout", fusion=vecdb.RRF(k=60))
+    keyword: list[vecdb.Hit[Passage]] = await passages.search(None, k=10, text="pool timeout")
+    ranks: list[int | None] = [h.vector_rank for h in hits] + [h.text_rank for h in keyword]
+    scores: list[float | None] = [h.score for h in hits]
+    return [h.distance for h in hits] + [float(r or 0) for r in ranks] + [s or 0 for s in scores]

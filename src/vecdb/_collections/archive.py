@@ -586,6 +586,8 @@ async def _archive_rows(
     store = qualified(ARCHIVE_SCHEMA, spec.table)
     column = quote_ident(field)
     id_col = quote_ident(spec.layout.id.name)
+    # Named columns: a FullText column is generated, so it cannot be copied.
+    cols = ", ".join(quote_ident(c) for c in spec.layout.columns)
     cutoff = _cutoff(spec, field, older_than)
     async with pool.acquire() as conn:
         with translating():
@@ -602,7 +604,8 @@ async def _archive_rows(
                     f"WITH batch AS (SELECT {id_col} FROM {live} WHERE {where} "
                     f"ORDER BY {id_col} LIMIT $2 FOR UPDATE SKIP LOCKED), "
                     f"moved AS (DELETE FROM {live} t USING batch WHERE t.{id_col} = "
-                    f"batch.{id_col} RETURNING t.*) INSERT INTO {store} SELECT * FROM moved",
+                    f"batch.{id_col} RETURNING t.*) INSERT INTO {store} ({cols}) "
+                    f"SELECT {cols} FROM moved",
                     cutoff,
                     batch_size,
                 )
@@ -644,6 +647,7 @@ async def restore_rows(
     live = qualified(spec.schema, spec.table)
     store = qualified(ARCHIVE_SCHEMA, spec.table)
     id_col = quote_ident(spec.layout.id.name)
+    cols = ", ".join(quote_ident(c) for c in spec.layout.columns)  # see _archive_rows
     async with pool.acquire() as conn:
         with translating():
             marked = [m for m in await _marked(conn, spec) if m.record.get("kind") == "rows"]
@@ -674,7 +678,7 @@ async def restore_rows(
                 live_before = await checksum(conn, spec, live, where, *args)
                 status = await conn.execute(
                     f"WITH moved AS (DELETE FROM {store} a WHERE {where} RETURNING a.*) "
-                    f"INSERT INTO {live} SELECT * FROM moved",
+                    f"INSERT INTO {live} ({cols}) SELECT {cols} FROM moved",
                     *args,
                 )
                 after = subtract(await checksum(conn, spec, live, where, *args), live_before)

@@ -33,6 +33,7 @@ from .._schema.record import FieldSpec
 from .._schema.spec import CollectionSpec, diff
 from .._typing import AnyConnection
 from .._version import __version__
+from . import fulltext as _fulltext
 from . import partitions
 
 __all__ = [
@@ -211,6 +212,7 @@ async def _create(conn: AnyConnection, spec: CollectionSpec, model: str) -> None
             setting="name",
         )
     references = await _references(conn, spec)
+    await _fulltext.check_languages(conn, spec)
     if spec.schema != "public":
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(spec.schema)}")
     if spec.partitioning is not None:
@@ -219,6 +221,7 @@ async def _create(conn: AnyConnection, spec: CollectionSpec, model: str) -> None
     await conn.execute(_ddl.create_table(spec, references))
     for statement in _ddl.filter_indexes(spec).values():
         await conn.execute(statement)
+    await _fulltext.make_indexes(conn, spec)
     if spec.index is not None:
         for vector in spec.layout.vectors:
             await conn.execute(_ddl.hnsw_index(spec, vector))
@@ -253,6 +256,8 @@ async def _evolve(conn: AnyConnection, stored: CollectionSpec, given: Collection
             await conn.execute(f"DROP INDEX IF EXISTS {qualified(given.schema, name)}")
     for statement in wanted.values():
         await conn.execute(statement)
+    if stored.layout.fulltext != given.layout.fulltext:
+        await _fulltext.evolve(conn, stored, given)
     await save_spec(conn, given)
     logger.info(
         "evolved collection %s: added %s, filterable %s",

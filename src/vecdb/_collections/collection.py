@@ -24,7 +24,9 @@ from .._schema.ddl import registry_name
 from .._schema.partitioning import ArchiveReport, PartitionInfo, Partitioning
 from .._schema.rows import RecordCodec
 from .._schema.spec import HNSW, CollectionSpec, ForeignKey, Metric, Storage
+from .._search import hybrid as _hybrid
 from .._search.filters import compile_filter
+from .._search.hybrid import RRF
 from .._search.searcher import Explain, Hit, Searcher
 from .._typing import AnyConnection, Connections, M, VectorInput
 from . import archive as _archive
@@ -274,7 +276,7 @@ class Collection(Generic[M]):
 
     async def search(
         self,
-        vector: VectorInput,
+        vector: VectorInput | None,
         k: int = 10,
         *,
         where: Mapping[str, Any] | None = None,
@@ -284,6 +286,8 @@ class Collection(Generic[M]):
         include_archived: bool = False,
         field: str | None = None,
         timeout: float | None = None,
+        text: str | None = None,
+        fusion: RRF | None = None,
     ) -> list[Hit[M]]:
         """The ``k`` records closest to ``vector`` that match ``where``, closest first.
 
@@ -305,12 +309,25 @@ class Collection(Generic[M]):
             include_archived: Search the archived records too (see `archive`).
             field: The vector field to search, when the model has several.
             timeout: Seconds for the query; default the pool's command timeout.
+            text: Words to search the `FullText` field for (web search syntax:
+                ``"exact phrase"``, ``-not``, ``or``). With a vector, both
+                halves are fused by ``fusion`` in one statement, under the same
+                ``where``; with ``vector=None``, keyword search alone. Hits then
+                carry ``score``, ``vector_rank`` and ``text_rank``.
+            fusion: How the halves are fused: `RRF` (the default, ``RRF(k=60)``).
 
         Raises:
             DimensionMismatchError: The query vector has the wrong length.
             InvalidVectorError: It holds NaN/infinity, or is zero under cosine.
             FilterError: The filter is malformed.
+            ConfigError: ``text=`` on a collection without a `FullText` field,
+                empty ``text``, or neither a vector nor ``text``.
         """
+        if text is not None or vector is None or fusion is not None:
+            return await self._hybrid(
+                vector, k, text, fusion, where, ef_search, exact, include_vectors,
+                include_archived, field, timeout,
+            )  # fmt: skip
         source = None
         if include_archived:
             async with self._pool.acquire() as conn:
@@ -327,6 +344,38 @@ class Collection(Generic[M]):
             timeout=timeout,
             source=source,
         )
+
+    async def _hybrid(  # noqa: PLR0917 - private; search()'s own arguments, in order
+        self,
+        vector: VectorInput | None,
+        k: int,
+        text: str | None,
+        fusion: RRF | None,
+        where: Mapping[str, Any] | None,
+        ef_search: int | None,
+        exact: bool,
+        include_vectors: bool,
+        include_archived: bool,
+        field: str | None,
+        timeout: float | None,
+    ) -> list[Hit[M]]:
+        if text is None:
+            raise ConfigError(
+                "search() needs a query vector, or text= for a keyword search"
+                if vector is None
+                else "fusion= fuses a vector and a full-text search: pass text= too",
+                setting="text",
+            )
+        if include_archived:
+            raise ConfigError(
+                "text= does not search archived records yet; pass include_archived=False",
+                setting="include_archived",
+            )
+        return await _hybrid.hybrid_search(
+            self._searcher, vector, k, text=text, fusion=fusion, where=where,
+            ef_search=ef_search, exact=exact, include_vectors=include_vectors, field=field,
+            timeout=timeout,
+        )  # fmt: skip
 
     async def search_many(
         self,
@@ -629,7 +678,10 @@ class Collection(Generic[M]):
             # The file's rows in the table's own types: their checksum must be the
             # one taken of the archive when it was exported.
             stage = quote_ident("_vecdb_restore_" + self._spec.name)
-            await conn.execute(f"CREATE TEMP TABLE {stage} (LIKE {self._table}) ON COMMIT DROP")
+            # INCLUDING GENERATED: a FullText column is part of the archive's checksum.
+            await conn.execute(
+                f"CREATE TEMP TABLE {stage} (LIKE {self._table} INCLUDING GENERATED) ON COMMIT DROP"
+            )
             await conn.copy_records_to_table(
                 "_vecdb_restore_" + self._spec.name,
                 records=copy_rows,
@@ -733,6 +785,9 @@ class Collection(Generic[M]):
         chosen = index if index is not None else (self._spec.index or DEFAULT_INDEX)
         if not isinstance(chosen, HNSW):
             raise ConfigError(f"index must be a vecdb.HNSW, got {chosen!r}", setting="index")
+        _spec.check_index(
+            chosen, self._spec.layout, metric=self._spec.metric, storage=self._spec.storage
+        )
         spec = dataclasses.replace(self._spec, index=chosen)
         await _indexing.build_hnsw(
             self._pool,

@@ -14,7 +14,9 @@ from collections.abc import Mapping
 
 from .._identifiers import qualified, quote_ident
 from .columns import ColumnType
+from .fulltext import column_definition
 from .partitioning import TimePartitions
+from .quantization import index_expression
 from .record import FieldSpec, VectorSpec
 from .spec import RESERVED_PREFIX, CollectionSpec
 
@@ -85,6 +87,7 @@ def create_table(spec: CollectionSpec, references: Mapping[str, tuple[str, str]]
     lines = [_column(lay.id)]
     lines += [_column(f) for f in lay.fields]
     lines += [f"{quote_ident(v.name)} {vector_column_type(spec, v)} NOT NULL" for v in lay.vectors]
+    lines += [column_definition(ft) for ft in lay.fulltext]
     key = ", ".join(quote_ident(c) for c in spec.primary_key)
     lines.append(f"CONSTRAINT {quote_ident(index_name(spec.table, 'pkey'))} PRIMARY KEY ({key})")
     for field, fk in sorted(spec.foreign_keys.items()):
@@ -172,11 +175,13 @@ def hnsw_index(
 ) -> str:
     """``CREATE INDEX [CONCURRENTLY] IF NOT EXISTS … USING hnsw`` for one vector field."""
     assert spec.index is not None  # noqa: S101 - callers check that the spec has an index
-    opclass = f"{spec.vector_type.value}_{_OPCLASS_SUFFIX[spec.metric]}"
+    indexed = index_expression(
+        spec.index, vector, spec.vector_type.value, _OPCLASS_SUFFIX[spec.metric]
+    )
     return (
         f"CREATE INDEX {'CONCURRENTLY ' if concurrently else ''}IF NOT EXISTS "
         f"{quote_ident(name or hnsw_name(spec, vector))} ON "
-        f"{qualified(spec.schema, spec.table)} USING hnsw ({quote_ident(vector.name)} {opclass}) "
+        f"{qualified(spec.schema, spec.table)} USING hnsw {indexed} "
         f"WITH (m = {int(spec.index.m)}, ef_construction = {int(spec.index.ef_construction)})"
     )
 

@@ -34,6 +34,7 @@ from .._config import check_int
 from .._errors import ConfigError
 from .._identifiers import validate_identifier
 from .columns import ColumnType
+from .fulltext import FullText, FullTextSpec
 
 __all__ = [
     "MAX_DIM",
@@ -185,6 +186,7 @@ class Layout:
     id: FieldSpec
     fields: tuple[FieldSpec, ...]
     vectors: tuple[VectorSpec, ...]
+    fulltext: tuple[FullTextSpec, ...] = ()
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -297,6 +299,7 @@ def layout(model: type[Record], *, dim: int | None, id_field: str = "id") -> Lay
         check_int(dim, 1, MAX_DIM, name="dim", why=" (pgvector's limit)")
     fields: list[FieldSpec] = []
     vectors: list[VectorSpec] = []
+    fulltext: list[FullTextSpec] = []
     id_spec: FieldSpec | None = None
     for name, info in model.model_fields.items():
         validate_identifier(name, what=f"field name of {model.__name__}")
@@ -314,6 +317,9 @@ def layout(model: type[Record], *, dim: int | None, id_field: str = "id") -> Lay
         ctype = _column_type(annotation)
         if ctype is None:
             raise _unsupported(model, name, info.annotation)
+        mark = _fulltext_mark(model, name, info, (*info.metadata, *inner_meta), ctype)
+        if mark is not None:
+            fulltext.append(mark)
         if name == id_field:
             if nullable or annotation not in _ID_TYPES:
                 raise ConfigError(
@@ -335,7 +341,40 @@ def layout(model: type[Record], *, dim: int | None, id_field: str = "id") -> Lay
             f"{model.__name__} has no vector field: declare one such as `embedding: vecdb.Vector`",
             setting="model",
         )
-    return Layout(id=id_spec, fields=tuple(fields), vectors=tuple(vectors))
+    return Layout(
+        id=id_spec, fields=tuple(fields), vectors=tuple(vectors), fulltext=_one(model, fulltext)
+    )
+
+
+def _one(model: type[Record], fulltext: list[FullTextSpec]) -> tuple[FullTextSpec, ...]:
+    if len(fulltext) > 1:
+        raise ConfigError(
+            f"{model.__name__} marks {[f.field for f in fulltext]} as vecdb.FullText; one "
+            "field per collection can be searched by keywords: mark one (join the texts "
+            "into one field to search them together)",
+            setting="model",
+        )
+    return tuple(fulltext)
+
+
+def _fulltext_mark(
+    model: type[Record],
+    name: str,
+    info: pydantic.fields.FieldInfo,
+    metadata: tuple[Any, ...],
+    ctype: ColumnType,
+) -> FullTextSpec | None:
+    marks = [m for m in metadata if isinstance(m, FullText)]
+    if not marks:
+        return None
+    if ctype is not ColumnType.TEXT or name == "id":
+        raise ConfigError(
+            f"{model.__name__}.{name} is marked vecdb.FullText but is not a text field "
+            f"(got {info.annotation!r}); only `str` (or `str | None`) fields can be "
+            "searched by keywords",
+            setting=name,
+        )
+    return FullTextSpec(name, marks[-1].language)
 
 
 def _vector_dim(

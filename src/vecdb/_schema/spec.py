@@ -16,8 +16,11 @@ from .._config import check_int
 from .._errors import ConfigError
 from .._identifiers import validate_identifier
 from . import partitioning as _partitioning
+from . import quantization as _quantization
 from .columns import ColumnType
+from .fulltext import FullTextSpec
 from .partitioning import Partitioning, TimePartitions, ValuePartitions
+from .quantization import QUANTIZATIONS, Quantization
 from .record import FieldSpec, Layout, Record, VectorSpec, layout
 
 __all__ = [
@@ -30,11 +33,10 @@ __all__ = [
     "Metric",
     "OnDelete",
     "Storage",
+    "check_index",
     "diff",
     "make_spec",
 ]
-
-HNSW_MAX_DIM = {"vector": 2_000, "halfvec": 4_000}  # pgvector's limits for an HNSW index
 
 Metric = Literal["cosine", "l2", "inner_product", "l1"]
 Storage = Literal["vector", "halfvec"]
@@ -53,17 +55,31 @@ SPEC_FORMAT = 1  # the layout of the spec JSON; a bundled migration upgrades old
 class HNSW:
     """An HNSW index on the vector field(s): pgvector's ``m`` and ``ef_construction``.
 
+    The table always keeps full-precision vectors. ``quantization`` makes only
+    the index compact; its candidates are re-ranked by the exact distance.
+
     Example:
         >>> vecdb.HNSW(m=16, ef_construction=64)   # pgvector's defaults
         >>> vecdb.HNSW(m=32, ef_construction=200)  # better recall, slower build
+        >>> vecdb.HNSW(quantization="halfvec")     # half the index, re-ranked exactly
+        >>> vecdb.HNSW(quantization="binary", rerank=4)  # 1 bit/dim, 4*k candidates
 
     Attributes:
         m: Links per node (2..100). More: better recall, bigger index.
         ef_construction: Candidate list size while building (>= 2*m, up to 1000).
+        quantization: ``None`` (index the vectors as stored), ``"halfvec"`` (an
+            index over ``vector::halfvec(d)``) or ``"binary"`` (over
+            ``binary_quantize(vector)::bit(d)``, Hamming distance; cosine and
+            inner_product only). See `docs/search.md` for when each pays.
+        rerank: With quantization: the index returns ``k * rerank`` candidates,
+            re-ranked by the real metric on the full vectors (1..100; default 1
+            for halfvec, 4 for binary). ``hnsw.ef_search`` is raised to cover them.
     """
 
     m: int = 16
     ef_construction: int = 64
+    quantization: Quantization | None = None
+    rerank: int | None = None
 
     def __post_init__(self) -> None:
         check_int(self.m, 2, 100, name="HNSW.m")
@@ -74,6 +90,30 @@ class HNSW:
                 f"({2 * self.m}); raise ef_construction or lower m",
                 setting="index",
             )
+        if self.quantization is not None and self.quantization not in QUANTIZATIONS:
+            raise ConfigError(
+                f"HNSW.quantization={self.quantization!r} is not one of {[None, *QUANTIZATIONS]}",
+                setting="quantization",
+            )
+        if self.rerank is not None:
+            if self.quantization is None:
+                raise ConfigError(
+                    f"HNSW.rerank={self.rerank!r} needs quantization='halfvec' or 'binary': "
+                    "an unquantized index ranks by the exact distance already",
+                    setting="rerank",
+                )
+            check_int(
+                self.rerank,
+                1,
+                _quantization.MAX_RERANK,
+                name="HNSW.rerank",
+                why=" (candidates per result: k * rerank are re-ranked)",
+                setting="rerank",
+            )
+
+    def to_json(self) -> dict[str, Any]:
+        """The catalog's form; quantization keys only when set (older specs stay as they were)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -145,7 +185,7 @@ class CollectionSpec:
             "vectors": [{"name": v.name, "dim": v.dim} for v in lay.vectors],
             "metric": self.metric,
             "storage": self.storage,
-            "index": dataclasses.asdict(self.index) if self.index else None,
+            "index": self.index.to_json() if self.index else None,
             "filterable": list(self.filterable),
             "foreign_keys": {
                 name: {"collection": fk.collection, "on_delete": fk.on_delete}
@@ -153,7 +193,12 @@ class CollectionSpec:
             },
             "primary_key": list(self.primary_key),
             "partitioning": _partitioning.to_json(self.partitioning),
-        }
+        } | self._fulltext_json()
+
+    def _fulltext_json(self) -> dict[str, Any]:
+        # Only when declared: the specs of collections without one stay as they were.
+        fulltext = [{"field": f.field, "language": f.language} for f in self.layout.fulltext]
+        return {"fulltext": fulltext} if fulltext else {}
 
     @classmethod
     def from_json(cls, name: str, schema: str, table: str, data: Mapping[str, Any]) -> Self:
@@ -165,6 +210,9 @@ class CollectionSpec:
                 for f in data["fields"]
             ),
             vectors=tuple(VectorSpec(v["name"], int(v["dim"])) for v in data["vectors"]),
+            fulltext=tuple(
+                FullTextSpec(f["field"], f["language"]) for f in data.get("fulltext", ())
+            ),
         )
         index = data.get("index")
         return cls(
@@ -279,6 +327,14 @@ def diff(stored: CollectionSpec, given: CollectionSpec) -> tuple[list[str], list
                 f"{what}: stored {old_v!r}, given {new_v!r}; pass {what}={old_v!r}, or "
                 "create a new collection and re-load it"
             )
+    if old_lay.fulltext != new_lay.fulltext:
+        old_ft = [f"{f.field}({f.language})" for f in old_lay.fulltext]
+        new_ft = [f"{f.field}({f.language})" for f in new_lay.fulltext]
+        evolvable.append(
+            f"FullText fields: stored {old_ft}, model has {new_ft}; pass evolve=True to "
+            "(re)make the generated tsvector column and its GIN index (this rewrites the "
+            "table under an exclusive lock: writes and reads wait for it)"
+        )
     if set(stored.filterable) != set(given.filterable):
         evolvable.append(
             f"filterable: stored {sorted(stored.filterable)}, given "
@@ -286,6 +342,26 @@ def diff(stored: CollectionSpec, given: CollectionSpec) -> tuple[list[str], list
         )
     destructive.extend(_definition_differences(stored, given))
     return evolvable, destructive
+
+
+def check_index(index: HNSW, lay: Layout, *, metric: str, storage: str) -> None:
+    """Refuse an index this metric, storage or dimension cannot have (no I/O).
+
+    Raises:
+        ConfigError: A quantization the metric or storage cannot use, or more
+            dimensions than the indexed type takes.
+    """
+    _quantization.check_index(index, metric=metric, storage=storage)
+    limit = _quantization.max_dim(index, storage)
+    too_big = [v.name for v in lay.vectors if v.dim > limit]
+    if too_big:
+        what = f"quantization={index.quantization!r}" if index.quantization else storage
+        raise ConfigError(
+            f"vector field(s) {too_big} have more than {limit} dimensions, the most an "
+            f"HNSW index on {what} supports; use HNSW(quantization='halfvec') (up to 4000), "
+            "'binary' (up to 64000, cosine/inner_product) or index=None (exact search only)",
+            setting="dim",
+        )
 
 
 def make_spec(
@@ -338,16 +414,14 @@ def make_spec(
                 setting="partition",
             )
         _partitioning.check(partition, lay)
-    if index is not None:
-        limit = HNSW_MAX_DIM[storage]
-        too_big = [v.name for v in lay.vectors if v.dim > limit]
-        if too_big:
+        if lay.fulltext:
             raise ConfigError(
-                f"vector field(s) {too_big} have more than {limit} dimensions, the most an "
-                f"HNSW index on {storage} supports; use storage='halfvec' (up to 4000) or "
-                "index=None (exact search only)",
-                setting="dim",
+                f"{model.__name__} has a vecdb.FullText field, which partitioned collections "
+                "do not support yet; drop partition= or the FullText mark",
+                setting="partition",
             )
+    if index is not None:
+        check_index(index, lay, metric=metric, storage=storage)
     return CollectionSpec(
         name=name,
         schema=schema,

@@ -22,6 +22,7 @@ from .._config import check_int
 from .._errors import ConfigError, translating
 from .._identifiers import qualified
 from .._schema.ddl import hnsw_name
+from .._schema.quantization import candidates
 from .._schema.record import VectorSpec
 from .._schema.rows import RecordCodec, check_vectors, query_vector
 from .._schema.spec import CollectionSpec
@@ -37,7 +38,8 @@ from .planner import (
     equality_field,
     few_rows,
 )
-from .statements import DISTANCE, INDEX_PARTITIONS, apply_settings, search_sql, uses_index
+from .quantized import search_statement
+from .statements import DISTANCE, INDEX_PARTITIONS, apply_settings, uses_index
 
 __all__ = ["MAX_K", "Explain", "Hit", "Searcher"]
 
@@ -54,11 +56,21 @@ class Hit(Generic[M]):
             passed ``include_vectors=True``.
         distance: Smaller is closer. ``cosine``: 1 - cosine similarity (0..2);
             ``l2``: Euclidean distance; ``inner_product``: the *negative* inner
-            product (-a·b); ``l1``: taxicab distance.
+            product (-a·b); ``l1``: taxicab distance. NaN in a keyword-only
+            search (``search(None, text=...)``).
+        score: With ``text=``: the fused score, ``sum(1 / (RRF.k + rank))`` over
+            the halves the record was found in (larger is better); else ``None``.
+        vector_rank: With ``text=``: the record's rank (1-based) among the vector
+            half's candidates, ``None`` if it was not one.
+        text_rank: With ``text=``: its rank among the full-text candidates
+            (by ``ts_rank_cd``), ``None`` if the text did not match it.
     """
 
     record: M
     distance: float
+    score: float | None = None
+    vector_rank: int | None = None
+    text_rank: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -187,7 +199,8 @@ class Searcher(Generic[M]):
             has_index=has_index,
             exact=exact,
             filtered=not compiled.matches_all,
-            k=k,
+            # A quantized index must return k * rerank candidates (pgvector #865).
+            k=candidates(self._spec.index, k),
             ef_search=ef_search,
             iterative=self._iterative,
             estimated_rows=estimated,
@@ -210,7 +223,9 @@ class Searcher(Generic[M]):
         sql = self._sql_cache.get(key)
         if sql is None:
             columns = self._spec.layout.columns if vectors else self._codec.scalar_columns
-            sql = search_sql(self._spec, vector, columns, compiled, plan.strategy, source=source)
+            sql = search_statement(
+                self._spec, vector, columns, compiled, plan.strategy, source=source
+            )
             if len(self._sql_cache) >= _SQL_CACHE_SIZE:
                 self._sql_cache.clear()
             self._sql_cache[key] = sql
