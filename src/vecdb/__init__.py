@@ -43,6 +43,14 @@ from ._errors import (
 from ._migrate.base import Migration
 from ._migrate.engine import MigrationStatus
 from ._migrate.state import HistoryEvent
+from ._monitor.stats import (
+    CollectionStats,
+    OperationStats,
+    ServerStats,
+    Statements,
+    StatementStats,
+    Stats,
+)
 from ._schema.partitioning import ArchiveReport, PartitionInfo, TimePartitions, ValuePartitions
 from ._schema.record import Dim, Record, Vector
 from ._schema.spec import HNSW, ForeignKey, Metric, Storage
@@ -61,6 +69,7 @@ __all__ = [
     "Collection",
     "CollectionInfo",
     "CollectionNotFoundError",
+    "CollectionStats",
     "ConfigError",
     "ConnectCall",
     "ConnectError",
@@ -91,6 +100,7 @@ __all__ = [
     "MigrationLockTimeout",
     "MigrationStatus",
     "Migrations",
+    "OperationStats",
     "PartitionInfo",
     "PendingMigrationsError",
     "PoolConfig",
@@ -101,6 +111,10 @@ __all__ = [
     "RecordValidationError",
     "SchemaMismatchError",
     "SchemaTooNewError",
+    "ServerStats",
+    "StatementStats",
+    "Statements",
+    "Stats",
     "Storage",
     "TimePartitions",
     "TimeoutError",

@@ -19,6 +19,7 @@ import numpy.typing as npt
 from .._config import check_int
 from .._errors import ArchiveChecksumError, ConfigError, translating
 from .._identifiers import qualified, quote_ident
+from .._monitor.recorder import recorded
 from .._schema import spec as _spec
 from .._schema.ddl import registry_name
 from .._schema.partitioning import ArchiveReport, PartitionInfo, Partitioning
@@ -111,6 +112,7 @@ class Collection(Generic[M]):
 
     # -- writing ---------------------------------------------------------------------
 
+    @recorded("upsert")
     async def upsert(
         self,
         records: Iterable[RecordInput[M]] | AsyncIterable[RecordInput[M]],
@@ -149,6 +151,7 @@ class Collection(Generic[M]):
         """
         return await self._writer.write(records, "upsert", batch_size, timeout)
 
+    @recorded("insert")
     async def insert(
         self,
         records: Iterable[RecordInput[M]] | AsyncIterable[RecordInput[M]],
@@ -172,6 +175,7 @@ class Collection(Generic[M]):
 
     # -- reading -----------------------------------------------------------------------
 
+    @recorded("get")
     async def get(
         self,
         id: Any,
@@ -205,6 +209,7 @@ class Collection(Generic[M]):
                     )
         return None if row is None else self._codec.from_row(row, with_vectors=include_vectors)
 
+    @recorded("get_many")
     async def get_many(
         self, ids: Iterable[Any], *, include_vectors: bool = True, timeout: float | None = None
     ) -> list[M]:
@@ -224,6 +229,7 @@ class Collection(Generic[M]):
         by_id = {row[0]: self._codec.from_row(row, with_vectors=include_vectors) for row in rows}
         return [by_id[k] for k in keys if k in by_id]
 
+    @recorded("count")
     async def count(
         self,
         where: Mapping[str, Any] | None = None,
@@ -247,6 +253,7 @@ class Collection(Generic[M]):
                 )
         return int(n)
 
+    @recorded("delete")
     async def delete(
         self,
         ids: Iterable[Any] | None = None,
@@ -270,6 +277,7 @@ class Collection(Generic[M]):
 
     # -- search ------------------------------------------------------------------------
 
+    @recorded("search")
     async def search(
         self,
         vector: VectorInput,
@@ -326,6 +334,7 @@ class Collection(Generic[M]):
             source=source,
         )
 
+    @recorded("search_many")
     async def search_many(
         self,
         vectors: Sequence[VectorInput] | npt.NDArray[Any],
