@@ -15,7 +15,6 @@ calls into this module.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -59,12 +58,14 @@ def make(tracer_provider: Any, meter_provider: Any, *, dsn: str) -> Tracing | No
     Raises:
         ConfigError: A provider was given but ``opentelemetry`` is not installed.
     """
-    if importlib.util.find_spec("opentelemetry") is None:
+    try:
+        import opentelemetry.trace  # noqa: F401, PLC0415 - the optional extra, only when installed
+    except ImportError:
         if tracer_provider is not None or meter_provider is not None:
             raise ConfigError(
                 "tracer_provider= / meter_provider= need OpenTelemetry: pip install 'vecdb[otel]'",
                 setting="tracer_provider" if tracer_provider is not None else "meter_provider",
-            )
+            ) from None
         return None
     return Tracing(tracer_provider, meter_provider, server_attributes(dsn))
 
