@@ -17,6 +17,7 @@ Usage::
                                        move old partitions (or rows) into vecdb_archive
     vecdb restore NAME [--newer-than DATE]
                                        bring archived partitions (or rows) back
+    vecdb stats [--top N]              server, pool, collections, slowest statements
 
 Every command takes ``--dsn`` (default ``$VECDB_DSN``, else the embedded server),
 ``--data-dir``, ``--migrations PKG`` (repeatable; the current directory is
@@ -44,6 +45,7 @@ from . import collections as _cli_collections
 from . import doctor as _cli_doctor
 from . import migrations as _cli_migrations
 from . import partitions as _cli_partitions
+from . import stats as _cli_stats
 from . import tune as _cli_tune
 from .output import EXIT_ERROR, Command, Outcome, to_json
 
@@ -117,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     _cli_partitions.add_commands(command)
     _cli_doctor.add_commands(command)
     _cli_tune.add_commands(command)
+    _cli_stats.add_commands(command)
     return parser
 
 
