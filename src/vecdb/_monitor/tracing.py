@@ -121,16 +121,18 @@ class Tracing:
         """Close ``op``'s span with what it learned, and record its duration."""
         span, token = started
         self._context.detach(token)  # type: ignore[arg-type]
+        # One set_attributes: the SDK takes its lock once, not once per attribute.
+        learned: dict[str, str | int] = {}
         if op.query is not None:
-            span.set_attribute("db.query.text", op.query)
+            learned["db.query.text"] = op.query
         if op.rows is not None:
-            span.set_attribute("db.response.returned_rows", op.rows)
+            learned["db.response.returned_rows"] = op.rows
         if op.strategy is not None:
-            span.set_attribute("vecdb.search.strategy", op.strategy)
+            learned["vecdb.search.strategy"] = op.strategy
         if op.k is not None:
-            span.set_attribute("vecdb.search.k", op.k)
+            learned["vecdb.search.k"] = op.k
         if op.ef_search is not None:
-            span.set_attribute("vecdb.search.ef_search", op.ef_search)
+            learned["vecdb.search.ef_search"] = op.ef_search
         metric = {
             **self._metric_attributes,
             "db.collection.name": op.collection,
@@ -138,14 +140,14 @@ class Tracing:
         }
         if exc is not None:
             kind = _qualified_name(exc)
-            metric["error.type"] = kind
-            span.set_attribute("error.type", kind)
+            metric["error.type"] = learned["error.type"] = kind
             sqlstate = getattr(exc, "sqlstate", None)
             if isinstance(sqlstate, str):
-                span.set_attribute("db.response.status_code", sqlstate)
-                metric["db.response.status_code"] = sqlstate
+                metric["db.response.status_code"] = learned["db.response.status_code"] = sqlstate
             span.record_exception(exc)
             span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, str(exc)))
+        if span.is_recording():  # not a no-op span (global providers left unconfigured)
+            span.set_attributes(learned)
         span.end()
         self._duration.record(elapsed, metric)
 
