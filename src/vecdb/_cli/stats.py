@@ -27,6 +27,13 @@ def _bytes(n: int) -> str:
     return f"{size:.1f} TB"
 
 
+def _uptime(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{days}d {hours}h {minutes}m" if days else f"{hours}h {minutes}m"
+
+
 def _server(stats: Stats) -> str:
     s = stats.server
     hit = "-" if s.cache_hit_ratio is None else f"{s.cache_hit_ratio:.1%}"
@@ -34,7 +41,7 @@ def _server(stats: Stats) -> str:
     p = stats.pool
     lines = [
         f"server      PostgreSQL {s.version}, pgvector {s.pgvector_version or 'not created'}, "
-        f"up {s.uptime_s / 3600:.1f} h",
+        f"up {_uptime(s.uptime_s)}",
         f"database    {_bytes(s.database_bytes)}, cache hit ratio {hit}, "
         f"{s.deadlocks} deadlocks, {_bytes(s.temp_bytes)} in {s.temp_files} temp files",
         f"connections {connections}",
