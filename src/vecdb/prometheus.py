@@ -93,7 +93,7 @@ class VecdbCollector(Collector):
         self._pool = connections(db)
         self._interval = float(refresh_interval)
         self._timeout = float(timeout)
-        self._refreshed: float | None = None
+        self._attempted: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._migrations: list[tuple[str, int, int]] = []  # source, version, pending
         self._collections: list[tuple[str, int, dict[str, int]]] = []  # name, rows, bytes
@@ -125,13 +125,18 @@ class VecdbCollector(Collector):
             )
             for c in stats.collections
         ]
-        self._refreshed = time.monotonic()
 
     def _maybe_refresh(self) -> None:
-        fresh = self._refreshed is not None and time.monotonic() - self._refreshed < self._interval
+        now = time.monotonic()
+        # An attempt that failed or timed out counts: a slow database is not asked
+        # again at every scrape.
+        last = self._attempted
         loop = self._pool.monitor.loop
-        if fresh or self._db.closed or loop is None or loop.is_closed():
+        if (last is not None and now - last < self._interval) or self._db.closed:
             return
+        if loop is None or loop.is_closed():
+            return
+        self._attempted = now
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
