@@ -215,39 +215,36 @@ async def test_each_applied_migration_step_gets_a_span_with_source_and_version(
     tracer_provider: TracerProvider,
     exporter: InMemorySpanExporter,
 ) -> None:
+    template = '''
+        import vecdb
+        class M(vecdb.Migration):
+            """NAME."""
+            version = VERSION
+            async def up(self, conn):
+                await conn.execute("CREATE TABLE NAME (id int)")
+            async def down(self, conn):
+                await conn.execute("DROP TABLE NAME")
+    '''
     pkg = packages.write(
         "traced_app",
         {
-            "v0001_first": """
-                import vecdb
-                class M(vecdb.Migration):
-                    '''First.'''
-                    version = 1
-                    async def up(self, conn):
-                        await conn.execute("CREATE TABLE first (id int)")
-            """,
-            "v0002_second": """
-                import vecdb
-                class M(vecdb.Migration):
-                    '''Second.'''
-                    version = 2
-                    async def up(self, conn):
-                        await conn.execute("CREATE TABLE second (id int)")
-            """,
+            f"v000{v}_{name}": template.replace("NAME", name).replace("VERSION", str(v))
+            for v, name in ((1, "first"), (2, "second"))
         },
     )
-    async with vecdb.connect(dsn, migrations=[pkg], tracer_provider=tracer_provider):
-        pass
-    steps = [
-        dict(s.attributes or {})
-        for s in exporter.get_finished_spans()
-        if s.name.startswith("migrate")
-    ]
-    app = [(a["vecdb.migration.source"], a["vecdb.migration.version"]) for a in steps
-           if a["vecdb.migration.source"] == pkg]  # fmt: skip
-    assert app == [(pkg, 1), (pkg, 2)]
-    assert any(a["vecdb.migration.source"] == "vecdb" for a in steps)
-    assert all(a["db.system.name"] == "postgresql" for a in steps)
+    async with vecdb.connect(dsn, migrations=[pkg], tracer_provider=tracer_provider) as db:
+        await db.migrations.rollback(to=0, source=pkg)
+
+    def steps(verb: str) -> list[tuple[object, object, object]]:
+        return [
+            (a["vecdb.migration.source"], a["vecdb.migration.version"], a["db.system.name"])
+            for s in exporter.get_finished_spans()
+            if s.name == f"{verb} {pkg}" and (a := dict(s.attributes or {}))
+        ]
+
+    assert steps("migrate") == [(pkg, 1, "postgresql"), (pkg, 2, "postgresql")]
+    assert steps("rollback") == [(pkg, 2, "postgresql"), (pkg, 1, "postgresql")]
+    assert [s for s in exporter.get_finished_spans() if s.name == "migrate vecdb"]
 
 
 @pytest.mark.parametrize(
