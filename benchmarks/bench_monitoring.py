@@ -22,7 +22,9 @@ one client), ``--rounds`` times:
 Prints p50 and p95 per side and the ratio of each p50 to ``off``'s. On a busy
 machine that ratio moves by more than the cost itself, so the script also
 times the recording alone in-process (an operation's ``with`` block, its span
-and its histogram entries, no I/O), per call, against the search p50.
+and its histogram entries, no I/O), per call, against the search p50; and
+``--aa`` runs the same with every side off, which shows how far apart three
+identical sides land on this machine.
 """
 
 from __future__ import annotations
@@ -157,8 +159,13 @@ async def run(args: argparse.Namespace, dsn: str) -> None:
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
     )
+    if args.aa:
+        # The noise floor: three sides alike (all off), everything else the same.
+        for db in (idle, on):
+            connections(db).monitor.tracing = None
     registry = CollectorRegistry()
-    registry.register(VecdbCollector(on))
+    if not args.aa:
+        registry.register(VecdbCollector(on))
     server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
     stop, scrapes = threading.Event(), [0]
     url = f"http://127.0.0.1:{server.server_port}/metrics"
@@ -213,6 +220,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=3000, help="queries per side per round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--batch", type=int, default=100, help="queries per turn (default 100)")
+    parser.add_argument(
+        "--aa", action="store_true", help="an A/A run: every side off, to read the noise floor"
+    )
     parser.add_argument("--dsn", help="a server (role that may CREATE DATABASE); default embedded")
     args = parser.parse_args()
     print(machine())
