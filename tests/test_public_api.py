@@ -28,8 +28,13 @@ def test_every_public_name_exists() -> None:
 
 def test_private_modules_start_with_underscore() -> None:
     modules = [m.name for m in pkgutil.iter_modules(vecdb.__path__)]
-    # vecdb.prometheus is public: an optional extra, imported by name (vecdb[prometheus]).
-    public = [n for n in modules if not n.startswith("_") and n not in {"migrations", "prometheus"}]
+    # vecdb.testing is the pytest plugin, imported by name (`-p vecdb.testing`);
+    # vecdb.prometheus is an optional extra, imported by name (vecdb[prometheus]).
+    public = [
+        name
+        for name in modules
+        if not name.startswith("_") and name not in {"migrations", "testing", "prometheus"}
+    ]
     assert public == []
 
 
