@@ -130,13 +130,15 @@ async def test_operations_are_counted_per_operation_collection_and_strategy(
     assert failed.p50_ms == 0.0  # latencies are of successful calls only
 
 
-async def test_a_partitioned_collection_reports_its_partitions_summed(db: vecdb.Database) -> None:
-    docs = await db.collection(
-        "events", Doc, dim=8, partition=vecdb.TimePartitions("created", interval="month")
-    )
-    await docs.upsert(_docs(120))
-    await docs.analyze()
-    [col] = (await db.stats()).collections
+async def test_a_partitioned_collection_reports_its_partitions_summed(dsn: str) -> None:
+    async with vecdb.connect(dsn, pool=ONE) as db:
+        docs = await db.collection(
+            "events", Doc, dim=8, partition=vecdb.TimePartitions("created", interval="month")
+        )
+        await docs.upsert(_docs(120))
+        await _flush(db)
+        await docs.analyze()
+        [col] = (await db.stats()).collections
     assert col.partitions >= 2  # January and February 2026 at least
     assert col.rows == 120
     assert col.hnsw_bytes > 0
