@@ -43,6 +43,14 @@ from ._errors import (
 from ._migrate.base import Migration
 from ._migrate.engine import MigrationStatus
 from ._migrate.state import HistoryEvent
+from ._monitor.stats import (
+    CollectionStats,
+    OperationStats,
+    ServerStats,
+    Statements,
+    StatementStats,
+    Stats,
+)
 from ._schema.fulltext import FullText
 from ._schema.partitioning import ArchiveReport, PartitionInfo, TimePartitions, ValuePartitions
 from ._schema.record import Dim, Record, Vector
@@ -64,6 +72,7 @@ __all__ = [
     "Collection",
     "CollectionInfo",
     "CollectionNotFoundError",
+    "CollectionStats",
     "ConfigError",
     "ConnectCall",
     "ConnectError",
@@ -95,6 +104,7 @@ __all__ = [
     "MigrationLockTimeout",
     "MigrationStatus",
     "Migrations",
+    "OperationStats",
     "PartitionInfo",
     "PendingMigrationsError",
     "PoolConfig",
@@ -105,6 +115,10 @@ __all__ = [
     "RecordValidationError",
     "SchemaMismatchError",
     "SchemaTooNewError",
+    "ServerStats",
+    "StatementStats",
+    "Statements",
+    "Stats",
     "Storage",
     "TimePartitions",
     "TimeoutError",

@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 if TYPE_CHECKING:
     from ._config import PoolConfig
+    from ._monitor.recorder import Monitor
     from ._schema.record import Record
 
 __all__ = [
@@ -56,6 +57,10 @@ class Connections(Protocol):
     @property
     def config(self) -> PoolConfig:
         """The pool's configuration."""
+
+    @property
+    def monitor(self) -> Monitor:
+        """The recorder of operations (and their spans)."""
 
     def check_open(self) -> None:
         """Raise `DatabaseClosedError` once closed."""

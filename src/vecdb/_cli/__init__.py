@@ -23,6 +23,7 @@ Usage::
     vecdb new-migration TITLE --package PKG
                                        write the package's next migration (no database)
     vecdb grant ROLE [--apply]         the GRANTs of a least-privilege runtime role
+    vecdb stats [--top N]              server, pool, collections, slowest statements
 
 Every command takes ``--dsn`` (default ``$VECDB_DSN``, else the embedded server),
 ``--data-dir``, ``--migrations PKG`` (repeatable; the current directory is
@@ -53,6 +54,7 @@ from . import migrations as _cli_migrations
 from . import partitions as _cli_partitions
 from . import repartition as _cli_repartition
 from . import scaffold as _cli_scaffold
+from . import stats as _cli_stats
 from . import tune as _cli_tune
 from .output import EXIT_ERROR, Command, Outcome, to_json
 
@@ -129,6 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     _cli_tune.add_commands(command)
     _cli_scaffold.add_commands(command)
     _cli_grant.add_commands(command)
+    _cli_stats.add_commands(command)
     return parser
 
 

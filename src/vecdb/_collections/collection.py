@@ -19,6 +19,7 @@ import numpy.typing as npt
 from .._config import check_int
 from .._errors import ArchiveChecksumError, ConfigError, translating
 from .._identifiers import qualified, quote_ident
+from .._monitor.recorder import recorded
 from .._schema import spec as _spec
 from .._schema.ddl import registry_name
 from .._schema.partitioning import ArchiveReport, PartitionInfo, Partitioning
@@ -115,6 +116,7 @@ class Collection(Generic[M]):
 
     # -- writing ---------------------------------------------------------------------
 
+    @recorded("upsert")
     async def upsert(
         self,
         records: Iterable[RecordInput[M]] | AsyncIterable[RecordInput[M]],
@@ -153,6 +155,7 @@ class Collection(Generic[M]):
         """
         return await self._writer.write(records, "upsert", batch_size, timeout)
 
+    @recorded("insert")
     async def insert(
         self,
         records: Iterable[RecordInput[M]] | AsyncIterable[RecordInput[M]],
@@ -176,6 +179,7 @@ class Collection(Generic[M]):
 
     # -- reading -----------------------------------------------------------------------
 
+    @recorded("get")
     async def get(
         self,
         id: Any,
@@ -209,6 +213,7 @@ class Collection(Generic[M]):
                     )
         return None if row is None else self._codec.from_row(row, with_vectors=include_vectors)
 
+    @recorded("get_many")
     async def get_many(
         self, ids: Iterable[Any], *, include_vectors: bool = True, timeout: float | None = None
     ) -> list[M]:
@@ -228,6 +233,7 @@ class Collection(Generic[M]):
         by_id = {row[0]: self._codec.from_row(row, with_vectors=include_vectors) for row in rows}
         return [by_id[k] for k in keys if k in by_id]
 
+    @recorded("count")
     async def count(
         self,
         where: Mapping[str, Any] | None = None,
@@ -251,6 +257,7 @@ class Collection(Generic[M]):
                 )
         return int(n)
 
+    @recorded("delete")
     async def delete(
         self,
         ids: Iterable[Any] | None = None,
@@ -274,6 +281,7 @@ class Collection(Generic[M]):
 
     # -- search ------------------------------------------------------------------------
 
+    @recorded("search")
     async def search(
         self,
         vector: VectorInput | None,
@@ -377,6 +385,7 @@ class Collection(Generic[M]):
             timeout=timeout,
         )  # fmt: skip
 
+    @recorded("search_many")
     async def search_many(
         self,
         vectors: Sequence[VectorInput] | npt.NDArray[Any],

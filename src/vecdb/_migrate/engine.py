@@ -14,6 +14,7 @@ import dataclasses
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Literal
 
 import anyio
@@ -104,6 +105,7 @@ class Migrator:
         connector: Opens a new, dedicated connection (not from a pool).
         sources: Validated sources, bundled first.
         config: Lock wait, DDL lock timeout and retries.
+        step_span: Opens a tracing span per step, ``(source, version, "up"|"down")``.
     """
 
     def __init__(
@@ -113,6 +115,7 @@ class Migrator:
         config: MigrationConfig,
         *,
         lock_refused: str | None = None,
+        step_span: Callable[[str, int, str], AbstractContextManager[None]] | None = None,
     ) -> None:
         # Set when the connector goes through a pooler that cannot hold a session lock
         # (PgBouncer in transaction mode): every locked operation is refused with it.
@@ -120,6 +123,12 @@ class Migrator:
         self._connector = connector
         self._sources = {source.name: source for source in sources}
         self._config = config
+        self._step_span = step_span
+
+    def _traced(self, spec: MigrationSpec, direction: str) -> AbstractContextManager[None]:
+        if self._step_span is None:
+            return contextlib.nullcontext()
+        return self._step_span(spec.source, spec.version, direction)
 
     @property
     def sources(self) -> list[Source]:
@@ -335,9 +344,10 @@ class Migrator:
                 self._guard(state)
                 applied = []
                 for spec in self._pending(state, to, source):
-                    await _steps.run(
-                        conn, spec, "up", self._config, state.get((spec.source, spec.version))
-                    )
+                    with self._traced(spec, "up"):
+                        await _steps.run(
+                            conn, spec, "up", self._config, state.get((spec.source, spec.version))
+                        )
                     applied.append(spec)
                 after = await _history.read_state(conn)
         return [_status(s, after.get((s.source, s.version))) for s in applied]
@@ -365,9 +375,10 @@ class Migrator:
                     version=blocked[0].version,
                 )
             for spec in path:
-                await _steps.run(
-                    conn, spec, "down", self._config, state.get((spec.source, spec.version))
-                )
+                with self._traced(spec, "down"):
+                    await _steps.run(
+                        conn, spec, "down", self._config, state.get((spec.source, spec.version))
+                    )
         return [_status(s, None) for s in path]
 
     async def repair(self) -> list[MigrationStatus]:

@@ -21,6 +21,7 @@ import numpy.typing as npt
 from .._config import check_int
 from .._errors import ConfigError, translating
 from .._identifiers import qualified
+from .._monitor.recorder import note_search
 from .._schema.ddl import hnsw_name
 from .._schema.quantization import candidates
 from .._schema.record import VectorSpec
@@ -258,6 +259,7 @@ class Searcher(Generic[M]):
                 conn, where, compiled, k=k, ef_search=ef_search, exact=exact, dim=spec_v.dim
             )
             prepared = self._prepare(spec_v, compiled, plan, k, include_vectors, timeout, source)
+            note_search(plan.strategy, k, plan.settings, prepared.sql)
             return await self._run(conn, query, prepared)
 
     def _prepare(  # noqa: PLR0917 - private; the search's own arguments, in order
@@ -322,6 +324,7 @@ class Searcher(Generic[M]):
                 conn, where, compiled, k=k, ef_search=ef_search, exact=exact, dim=spec_v.dim
             )
         prepared = self._prepare(spec_v, compiled, plan, k, include_vectors, timeout)
+        note_search(plan.strategy, k, plan.settings, prepared.sql)
         gate = asyncio.Semaphore(limit)
 
         async def one(query: npt.NDArray[np.float32]) -> list[Hit[M]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -18,6 +19,8 @@ from .._errors import ConfigError, ConnectError, translating
 from .._migrate.base import Migration
 from .._migrate.engine import Migrator
 from .._migrate.sources import load_sources
+from .._monitor import tracing as _tracing
+from .._monitor.recorder import Monitor
 from .._typing import Connection
 from . import capabilities
 from . import embedded as _embedded
@@ -98,6 +101,8 @@ async def _open(
     migration_dsn: str | None,
     migration_config: MigrationConfig | None,
     server_settings: Mapping[str, str] | None,
+    tracer_provider: Any = None,
+    meter_provider: Any = None,
 ) -> Database:
     started = time.perf_counter()
     if migrate not in _MIGRATE_MODES:
@@ -123,6 +128,8 @@ async def _open(
         _check_dsn_options(data_dir=data_dir, server_settings=server_settings)
     direct = migration_dsn or env_str("VECDB_MIGRATION_DSN")
     _pgbouncer.check_migrations(pool_config, migrate=migrate, direct=direct is not None)
+    monitor = Monitor(_tracing.make(tracer_provider, meter_provider, dsn=dsn))
+    monitor.loop = asyncio.get_running_loop()
 
     migrator = Migrator(
         _Connector(
@@ -133,6 +140,7 @@ async def _open(
         sources,
         migration_config,
         lock_refused=_pgbouncer.LOCK_REFUSED if pool_config.pgbouncer and direct is None else None,
+        step_span=monitor.tracing.migration_step if monitor.tracing else None,
     )
     if migrate == "apply":
         await migrator.upgrade()
@@ -141,7 +149,7 @@ async def _open(
 
     try:
         with translating(connecting_to=redact_dsn(dsn)):
-            pool_ = await create_pool(dsn, pool_config)
+            pool_ = await create_pool(dsn, pool_config, monitor)
             try:
                 # The first connection of a pool with min_size=0 is made here.
                 found = await pool_.capabilities()
@@ -234,6 +242,8 @@ def connect(
     migration_dsn: str | None = None,
     migration_config: MigrationConfig | None = None,
     server_settings: Mapping[str, str] | None = None,
+    tracer_provider: Any = None,
+    meter_provider: Any = None,
 ) -> ConnectCall:
     """Connect to PostgreSQL, apply migrations, and open a pool.
 
@@ -265,6 +275,11 @@ def connect(
             running for other processes is left alone, and what differs is logged).
             Not for a DSN: see ``vecdb tune``, or `PoolConfig.server_settings` for
             per-session settings.
+        tracer_provider: An OpenTelemetry ``TracerProvider`` for vecdb's spans (one
+            per public operation and per migration step); default the global one.
+            Needs ``vecdb[otel]``; without OpenTelemetry installed nothing is traced.
+        meter_provider: An OpenTelemetry ``MeterProvider`` for the
+            ``db.client.operation.duration`` histogram; default the global one.
 
     Raises:
         ConfigError: Bad arguments or environment, a server without what vecdb needs,
@@ -281,4 +296,6 @@ def connect(
         migration_dsn=migration_dsn,
         migration_config=migration_config,
         server_settings=dict(server_settings) if server_settings is not None else None,
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
     )

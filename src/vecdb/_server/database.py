@@ -18,6 +18,8 @@ from .._config import redact_dsn
 from .._errors import translating
 from .._migrate.engine import MigrationStatus, Migrator
 from .._migrate.state import HistoryEvent
+from .._monitor import collect as _monitor
+from .._monitor.stats import Stats
 from .._schema.partitioning import Partitioning
 from .._schema.spec import HNSW, ForeignKey, Metric, Storage
 from .._typing import M, PoolConnection
@@ -266,6 +268,31 @@ class Database:
     def pool_stats(self) -> PoolStats:
         """Size, idle, in use and waiting connections, and acquisition counters."""
         return self._pool.stats()
+
+    async def stats(self, *, top: int = 10, timeout: float | None = None) -> Stats:
+        """Everything to see what is slow, without writing a catalog query.
+
+        The pool (with acquire-wait percentiles), the server (versions, uptime,
+        connections, cache hit ratio, size, deadlocks, temporary files), every
+        collection (rows, bytes by kind, dead rows, vacuum and analyze, scans,
+        partitions), this process's operations (calls, errors, p50/p95/p99 per
+        operation, collection and search strategy), and the ``top`` statements of
+        ``pg_stat_statements`` (empty, with the reason, where it is absent).
+        Read-only; see `docs/operations.md`.
+
+        Example:
+            >>> stats = await db.stats()  # doctest: +SKIP
+            >>> print(json.dumps(stats.to_dict(), indent=2))
+
+        Args:
+            top: How many statements (0..1000), slowest in total first.
+            timeout: Seconds to wait for a pooled connection.
+
+        Raises:
+            ConfigError: ``top`` out of range.
+            DatabaseClosedError: The database was closed.
+        """
+        return await _monitor.gather(self._pool, top=top, timeout=timeout)
 
     async def health(self, *, timeout: float | None = 5.0) -> Health:
         """Check the server answers; report versions, recovery state and the pool.

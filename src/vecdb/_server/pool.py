@@ -25,6 +25,8 @@ import asyncpg
 
 from .._config import PoolConfig
 from .._errors import DatabaseClosedError, PoolTimeoutError, translating
+from .._monitor.histogram import Histogram
+from .._monitor.recorder import Monitor
 from .._typing import Connection, Pool, PoolConnection
 from . import capabilities
 from . import codecs as _codecs
@@ -67,6 +69,9 @@ class PoolStats:
         wait_ms_total: Time spent waiting for a connection, summed over acquisitions.
         wait_ms_max: The longest single wait.
         retired: Connections closed because they outlived ``max_lifetime``.
+        wait_ms_p50: The median wait for a connection (from a histogram of
+            buckets at most 14% wide).
+        wait_ms_p99: The 99th percentile wait.
     """
 
     size: int
@@ -80,6 +85,8 @@ class PoolStats:
     wait_ms_total: float
     wait_ms_max: float
     retired: int
+    wait_ms_p50: float = 0.0
+    wait_ms_p99: float = 0.0
 
     @property
     def wait_ms_mean(self) -> float:
@@ -105,7 +112,9 @@ async def _init(conn: Connection) -> None:
         await _codecs.register(conn, schema=schema)
 
 
-async def create_pool(dsn: str, config: PoolConfig) -> ConnectionPool:
+async def create_pool(
+    dsn: str, config: PoolConfig, monitor: Monitor | None = None
+) -> ConnectionPool:
     """Open the pool described by ``config`` (``min_size`` connections up front)."""
     pool: Pool = await asyncpg.create_pool(
         dsn,
@@ -118,7 +127,7 @@ async def create_pool(dsn: str, config: PoolConfig) -> ConnectionPool:
         connection_class=PooledConnection,
         init=_init,
     )
-    return ConnectionPool(pool, config)
+    return ConnectionPool(pool, config, monitor)
 
 
 class Acquire:
@@ -150,9 +159,10 @@ class ConnectionPool:
     Args:
         pool: The asyncpg pool (made by `create_pool`).
         config: Its configuration.
+        monitor: The operations recorder of the collections using this pool.
     """
 
-    def __init__(self, pool: Pool, config: PoolConfig) -> None:
+    def __init__(self, pool: Pool, config: PoolConfig, monitor: Monitor | None = None) -> None:
         self._pool = pool
         self._config = config
         self._closed = False
@@ -162,6 +172,8 @@ class ConnectionPool:
         self._wait_total = 0.0
         self._wait_max = 0.0
         self._retired = 0
+        self._waits = Histogram()
+        self.monitor = monitor if monitor is not None else Monitor()
 
     @property
     def config(self) -> PoolConfig:
@@ -220,6 +232,7 @@ class ConnectionPool:
         self._acquisitions += 1
         self._wait_total += waited
         self._wait_max = max(self._wait_max, waited)
+        self._waits.add(waited / 1000)
         return conn
 
     def _timeout_error(self, budget: float) -> PoolTimeoutError:
@@ -272,7 +285,13 @@ class ConnectionPool:
             wait_ms_total=self._wait_total,
             wait_ms_max=self._wait_max,
             retired=self._retired,
+            wait_ms_p50=self._waits.quantile(0.5) * 1000,
+            wait_ms_p99=self._waits.quantile(0.99) * 1000,
         )
+
+    def wait_histogram(self) -> Histogram:
+        """The acquire waits so far, in seconds (a copy)."""
+        return self._waits.merge(())
 
     async def capabilities(self) -> Capabilities:
         """Read what the server can do (not counted in `stats`: vecdb's own bookkeeping).

@@ -1,0 +1,1 @@
+"""Monitoring: the in-process operations recorder, ``db.stats()``, tracing, Prometheus export."""
