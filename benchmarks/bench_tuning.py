@@ -16,6 +16,10 @@ it (tuned from the machine, see ``vecdb tune``), one with ``VECDB_TUNE=off``
 the server's settings differ. Timed parts take turns between the two, so the
 machine's background load weighs on both alike; the load average is printed.
 
+``--tuned-setting NAME=VALUE`` (repeatable) overrides one of the tuned server's
+settings, as ``connect(server_settings=...)`` does: to find which setting makes
+a difference.
+
 Parts (``--parts``, default all; each prints a Markdown table):
 
 - ``build``: upsert the rows (vector storage), then ``create_index(HNSW)``; the
