@@ -795,3 +795,21 @@ async def test_server_variables_with_a_dsn_are_ignored_with_a_warning(
         "VECDB_SERVER_WORK_MEM configure the embedded server and are ignored" in r.getMessage()
         for r in caplog.records
     )
+
+
+def test_taking_a_library_out_of_the_preload_list_drops_its_recommended_settings() -> None:
+    chosen = wanted(facts(), {"shared_preload_libraries": ("auto_explain", "server_settings=")})
+    names = {s.name for s in chosen.settings}
+    assert "shared_preload_libraries" in names
+    assert not any(n.startswith("pg_stat_statements.") for n in names)
+    assert any(n.startswith("auto_explain.") for n in names)
+    # A setting the user gives for it stays theirs (the server then names it, if unknown).
+    kept = wanted(
+        facts(),
+        {
+            "shared_preload_libraries": ("", "server_settings="),
+            "pg_stat_statements.max": ("100", "server_settings="),
+        },
+    )
+    assert {s.name for s in kept.settings} >= {"pg_stat_statements.max"}
+    assert not any(s.name.startswith("auto_explain.") for s in kept.settings)

@@ -39,7 +39,14 @@ from .settings import (
     try_canonical,
     unknown_setting,
 )
-from .tuning import RESTART_SETTINGS, MachineFacts, Setting, budget_facts, recommend
+from .tuning import (
+    PRELOAD_LIBRARIES,
+    RESTART_SETTINGS,
+    MachineFacts,
+    Setting,
+    budget_facts,
+    recommend,
+)
 
 __all__ = [
     "MANAGED",
@@ -132,6 +139,14 @@ def wanted(
             f" (instead of vecdb's {before.value}: {before.reason})" if before else ""
         )
         result[name] = Setting(name, value, reason, restart=name in RESTART_SETTINGS)
+    preload = given.get("shared_preload_libraries")
+    if preload is not None:
+        # A library the user took out of the preload list defines no settings:
+        # vecdb's recommendations for it would be refused as unknown.
+        loaded = set(list_items(preload[0]))
+        for name in [n for n in result if "." in n and n not in given]:
+            if name.split(".", 1)[0] in PRELOAD_LIBRARIES and name.split(".", 1)[0] not in loaded:
+                del result[name]
     return Wanted(tuple(result.values()), frozenset(given), facts)
 
 
