@@ -5,6 +5,7 @@ The tree::
     VecdbError
     ├── ConfigError                   bad argument, environment variable or server set-up
     ├── ConnectError                  the server cannot be reached or refused us
+    │   └── ConnectionLostError       the connection died during a call (and was discarded)
     ├── DatabaseClosedError           the Database was closed
     ├── TimeoutError                  something did not finish in time (the four below)
     │   ├── PoolTimeoutError          no pooled connection within acquire_timeout
@@ -41,7 +42,10 @@ Driver errors become vecdb errors here and nowhere else: `translate` (and the
 `translating` block) maps a server error through `_SQLSTATES`, one row per
 SQLSTATE with its class and advice, the way asyncpg registers its exception
 classes by sqlstate; anything else from the driver or the network becomes a
-`ConnectError`, a `QueryTimeoutError` or a plain `VecdbError`.
+`ConnectError`, a `QueryTimeoutError` or a plain `VecdbError`. A connection
+that died under a call (the server restarted, crashed or terminated the
+backend; the socket reset; the client left mid-protocol) is a
+`ConnectionLostError`, and the pool discards that connection.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import socket
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -62,6 +67,7 @@ __all__ = [
     "CollectionNotFoundError",
     "ConfigError",
     "ConnectError",
+    "ConnectionLostError",
     "DatabaseClosedError",
     "DatabaseError",
     "DimensionMismatchError",
@@ -105,6 +111,16 @@ class ConfigError(VecdbError):
 
 class ConnectError(VecdbError):
     """The database server could not be reached, or refused the connection."""
+
+
+class ConnectionLostError(ConnectError):
+    """The connection died during the call: the server restarted, crashed or ended it.
+
+    The connection was discarded (never handed out again); the pool opens a new
+    one on the next call. A read can simply be retried. A write that was cut off
+    before it returned was rolled back by the server, unless the connection was
+    lost while the commit itself was in flight: then read back to know.
+    """
 
 
 class DatabaseClosedError(VecdbError):
@@ -402,6 +418,22 @@ _SQLSTATES: Mapping[str, tuple[type[DatabaseError], str]] = {
         QueryTimeoutError,
         "Raise statement_timeout (PoolConfig / VECDB_POOL_STATEMENT_TIMEOUT) if needed.",
     ),
+    "25006": (
+        DatabaseError,
+        "The server is read-only: a standby, or default_transaction_read_only is on. "
+        "Connect to the primary for writes and migrations (or connect with "
+        'migrate="check" or "off" to only read).',
+    ),
+    "53100": (
+        DatabaseError,
+        "The server's disk (or the table's tablespace) is full; nothing of the statement "
+        "was written. Free space on the server, then retry.",
+    ),
+    "53400": (
+        DatabaseError,
+        "A server limit was exceeded (such as temp_file_limit); nothing of the statement "
+        "was written. Raise the limit, or write in smaller batches (batch_size=).",
+    ),
     "23505": (
         DuplicateRecordError,
         "A record with this key exists already (perhaps written by another session just "
@@ -463,19 +495,63 @@ def translate(exc: BaseException, *, connecting_to: str | None = None) -> VecdbE
     return translated
 
 
+# A session the server ended under us: a fast or immediate shutdown and
+# pg_terminate_backend (57P01), a crash of another backend (57P02); class 08 is
+# the connection itself (asyncpg reports a socket that died as 08003).
+_LOST_SQLSTATES = ("57P01", "57P02")
+# What asyncpg says of a connection that is closed, or that was left in the
+# middle of the protocol (a cut-off call): either way it cannot serve again.
+_LOST_CLIENT_MESSAGES = ("connection is closed", "another operation is in progress")
+# OSErrors that mean the server was not there to connect to, rather than lost.
+_NOT_REACHED = (ConnectionRefusedError, FileNotFoundError, PermissionError, socket.gaierror)
+_RETRY = (
+    "The connection was discarded and the pool opens a new one on the next call: "
+    "retry once the server is back. A write that was cut off was rolled back, unless "
+    "its commit was in flight (then read back to know)."
+)
+
+
 def _driver_error(exc: BaseException) -> VecdbError | None:
     if isinstance(exc, asyncpg.PostgresError):
-        return _server_error(exc)
+        return _reported_error(exc)
     if isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError):
-        return VecdbError(f"database client error: {exc}")
+        return _client_error(exc)
     if isinstance(exc, builtins.TimeoutError | asyncio.TimeoutError):
         return QueryTimeoutError(
             "the query did not finish within its timeout; pass a larger timeout= "
             "or raise PoolConfig.command_timeout"
         )
+    if isinstance(exc, _NOT_REACHED):
+        return ConnectError(
+            f"could not open a database connection: {exc}. Check that the server is running."
+        )
     if isinstance(exc, OSError):
-        return ConnectError(f"lost or could not open the database connection: {exc}")
+        return ConnectionLostError(f"the database connection was lost: {exc}. {_RETRY}")
     return None
+
+
+def _reported_error(exc: asyncpg.PostgresError) -> VecdbError:
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    if sqlstate in _LOST_SQLSTATES or sqlstate.startswith("08"):
+        return ConnectionLostError(f"the database connection was lost: {exc}. {_RETRY}")
+    if sqlstate == "57P03":
+        return ConnectError(
+            f"the server does not accept connections now: {exc}. It is starting up, "
+            "shutting down or recovering: retry in a moment."
+        )
+    return _server_error(exc)
+
+
+def _client_error(exc: BaseException) -> VecdbError:
+    # A stale schema cache is the client's own bookkeeping, not a lost connection.
+    if not isinstance(exc, asyncpg.exceptions.OutdatedSchemaCacheError) and (
+        isinstance(exc, asyncpg.InternalClientError)
+        or any(text in str(exc) for text in _LOST_CLIENT_MESSAGES)
+    ):
+        return ConnectionLostError(
+            f"the database connection was left in an unknown state: {exc}. {_RETRY}"
+        )
+    return VecdbError(f"database client error: {exc}")
 
 
 @contextlib.contextmanager

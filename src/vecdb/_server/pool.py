@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import time
 from collections.abc import AsyncIterator, Generator
 from typing import Any, Literal
@@ -24,7 +25,13 @@ import anyio
 import asyncpg
 
 from .._config import PoolConfig
-from .._errors import DatabaseClosedError, PoolTimeoutError, translating
+from .._errors import (
+    DRIVER_ERRORS,
+    ConnectionLostError,
+    DatabaseClosedError,
+    PoolTimeoutError,
+    translating,
+)
 from .._typing import Connection, Pool, PoolConnection
 from . import capabilities
 from . import codecs as _codecs
@@ -39,6 +46,8 @@ __all__ = [
     "create_pool",
     "server_settings",
 ]
+
+logger = logging.getLogger("vecdb.pool")
 
 IsolationLevel = Literal["read_committed", "repeatable_read", "serializable"]
 
@@ -141,6 +150,11 @@ class Acquire:
     async def __aexit__(self, *exc: object) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
+            if isinstance(exc[1], ConnectionLostError):
+                # Dead, or cut off mid-protocol: in no state to serve anyone again.
+                # (A dead one asyncpg has already taken back, and says so.)
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    conn.terminate()
             await self._pool.release(conn)
 
 
@@ -240,7 +254,13 @@ class ConnectionPool:
         if lifetime is not None and born is not None and time.monotonic() - born > lifetime:
             self._retired += 1
             conn.terminate()
-        await self._pool.release(conn)
+        try:
+            await self._pool.release(conn)
+        except DRIVER_ERRORS as exc:
+            # The reset (ROLLBACK, RESET ALL) found the connection dead: asyncpg has
+            # terminated it, and the next acquire opens a new one. What the caller
+            # did before is done (or was already reported), so this is no error of theirs.
+            logger.info("discarded a broken database connection on release: %s", exc)
 
     @contextlib.asynccontextmanager
     async def transaction(
