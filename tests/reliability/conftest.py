@@ -76,7 +76,8 @@ def own_server() -> Iterator[OwnServer]:
     finally:
         try:
             handle = _embedded._servers.pop(server.data_dir, None)
-            if handle is not None and PostmasterInfo.read_from_pgdata(server.data_dir):
+            info = PostmasterInfo.read_from_pgdata(server.data_dir)
+            if handle is not None and info is not None and info.is_running():
                 _stop(handle, "immediate")
         finally:
             shutil.rmtree(root, ignore_errors=True)

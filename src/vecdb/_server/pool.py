@@ -59,6 +59,16 @@ class PooledConnection(Connection):
         super().__init__(*args, **kwargs)
         self.vecdb_born = time.monotonic()
 
+    def _cleanup(self) -> None:
+        # asyncpg (0.32) runs this when the connection is lost, but leaves a COPY
+        # that waits for the socket to drain (``writing_allowed``) waiting: for its
+        # whole timeout, or for ever. Waking it makes the COPY fail now, with the
+        # connection's loss, as every other statement does.
+        writing = getattr(getattr(self, "_protocol", None), "writing_allowed", None)
+        if writing is not None:
+            writing.set()
+        super()._cleanup()  # type: ignore[misc]
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PoolStats:
