@@ -62,6 +62,7 @@ import asyncpg
 __all__ = [
     "DRIVER_ERRORS",
     "INVALID_SCHEMA_NAME",
+    "READ_ONLY",
     "UNDEFINED_TABLE",
     "ArchiveChecksumError",
     "CollectionNotFoundError",
@@ -444,6 +445,7 @@ _SQLSTATES: Mapping[str, tuple[type[DatabaseError], str]] = {
 # SQLSTATEs that callers react to by value (a table or schema not created yet).
 UNDEFINED_TABLE = "42P01"
 INVALID_SCHEMA_NAME = "3F000"
+READ_ONLY = "25006"  # read_only_sql_transaction: a standby, or default_transaction_read_only
 
 # What the driver and the network raise: cleanup code that must not fail on
 # them (closing a broken connection) catches exactly these.
