@@ -137,7 +137,29 @@ class TimeoutError(VecdbError):
 
 
 class PoolTimeoutError(TimeoutError):
-    """No pooled connection became free within the acquire timeout."""
+    """No pooled connection became free within the acquire timeout.
+
+    Attributes:
+        timeout: The seconds waited.
+        in_use: Connections handed out when the wait ended.
+        max_size: The pool's limit.
+        waiting: Tasks waiting for a connection then, this one included.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        timeout: float | None = None,
+        in_use: int | None = None,
+        max_size: int | None = None,
+        waiting: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+        self.in_use = in_use
+        self.max_size = max_size
+        self.waiting = waiting
 
 
 class DatabaseError(VecdbError):
@@ -418,6 +440,12 @@ _SQLSTATES: Mapping[str, tuple[type[DatabaseError], str]] = {
     "57014": (
         QueryTimeoutError,
         "Raise statement_timeout (PoolConfig / VECDB_POOL_STATEMENT_TIMEOUT) if needed.",
+    ),
+    "42P01": (
+        DatabaseError,
+        "A table this needs does not exist: if it is a collection's, the collection was "
+        "dropped (perhaps by another session just now). Create or open it again with "
+        "db.collection().",
     ),
     "25006": (
         DatabaseError,

@@ -251,7 +251,11 @@ class ConnectionPool:
         return PoolTimeoutError(
             f"no database connection became free within {budget:g}s "
             f"({stats.in_use} in use of max_size={stats.max_size}, {stats.waiting} waiting). "
-            "Raise PoolConfig.max_size / acquire_timeout, or hold connections for less time."
+            "Raise PoolConfig.max_size / acquire_timeout, or hold connections for less time.",
+            timeout=budget,
+            in_use=stats.in_use,
+            max_size=stats.max_size,
+            waiting=stats.waiting,
         )
 
     async def release(self, conn: PoolConnection) -> None:
