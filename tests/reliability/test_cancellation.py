@@ -12,6 +12,7 @@ session, and no upsert half-written.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 
 import anyio
@@ -21,6 +22,8 @@ import pytest
 import vecdb
 
 from ._load import DIM, Doc, check_rows, doc, query
+
+logger = logging.getLogger(__name__)
 
 
 async def _state(observer: asyncpg.Connection, pid: int) -> tuple[str | None, str | None]:
@@ -115,6 +118,13 @@ async def test_a_cancellation_storm_leaves_nothing_behind(dsn: str) -> None:
         errors = [r for r in results if isinstance(r, BaseException)]
         assert all(isinstance(e, asyncio.CancelledError) for e in errors), errors
         cancelled = len(errors)
+        logger.info(
+            "storm: %d of %d calls cancelled (%d cancels sent); pool %s",
+            cancelled,
+            len(tasks),
+            CANCELLED,
+            db.pool_stats(),
+        )
 
         # Every connection back in the pool and idle.
         stats = db.pool_stats()
@@ -150,5 +160,6 @@ async def test_a_cancellation_storm_leaves_nothing_behind(dsn: str) -> None:
             if not isinstance(results[SEARCHES + n], BaseException):
                 assert stored == BATCH, n
             present += stored
+        logger.info("storm: %d of %d upserts stored", present // BATCH, UPSERTS)
         assert await docs.count() == 2000 + present
         assert cancelled > 0
