@@ -28,6 +28,9 @@ import pytest
 import vecdb
 from vecdb._server import embedded as _embedded
 
+# pytester runs application test suites against vecdb.testing (tests/firsthour).
+pytest_plugins = ["pytester"]
+
 # CI gates merges: there, property tests replay the same examples every run (a
 # failure is then reproducible from the log); locally they explore new ones.
 hypothesis.settings.register_profile("ci", derandomize=True, print_blob=True)

@@ -295,6 +295,11 @@ class PoolConfig(_Config):
             PgBouncer in transaction mode.
         application_name: Shown in ``pg_stat_activity``.
         server_settings: Extra ``SET`` values for every connection, e.g. ``{"work_mem": "64MB"}``.
+        pgbouncer: The DSN goes through PgBouncer in transaction pooling mode: no
+            prepared statement cache (``statement_cache_size`` becomes 0), no
+            startup settings (PgBouncer refuses them), migrations only through
+            ``migration_dsn``, and operations that need a session of their own
+            (``create_index``, ``repartition``) refused. See docs/deployment.md.
     """
 
     _env_prefix: ClassVar[str] = "VECDB_POOL_"
@@ -309,6 +314,16 @@ class PoolConfig(_Config):
     statement_cache_size: int = Field(default=100, ge=0)
     application_name: str = Field(default="vecdb", min_length=1, max_length=63)
     server_settings: dict[str, str] = Field(default_factory=dict)
+    pgbouncer: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_cache_behind_pgbouncer(cls, data: Any) -> Any:
+        # Transaction pooling hands each transaction to any server connection, where
+        # a statement asyncpg prepared on another one does not exist.
+        if isinstance(data, dict) and data.get("pgbouncer") is True:
+            data.setdefault("statement_cache_size", 0)
+        return data
 
     @model_validator(mode="after")
     def _check_sizes(self) -> Self:
@@ -316,7 +331,28 @@ class PoolConfig(_Config):
             raise ValueError(
                 f"min_size ({self.min_size}) must not exceed max_size ({self.max_size})"
             )
+        if self.pgbouncer:
+            self._check_pgbouncer()
         return self
+
+    def _check_pgbouncer(self) -> None:
+        if self.statement_cache_size:
+            raise ValueError(
+                f"statement_cache_size={self.statement_cache_size} cannot work through "
+                "PgBouncer in transaction mode (a prepared statement lives on one server "
+                "connection); leave it unset with pgbouncer=True (it becomes 0)"
+            )
+        startup = sorted(
+            [*(["statement_timeout"] if self.statement_timeout is not None else []),
+             *self.server_settings]
+        )  # fmt: skip
+        if startup:
+            raise ValueError(
+                f"{', '.join(startup)}: PgBouncer refuses session settings sent at "
+                "connection start (unsupported startup parameter), and a SET would leak to "
+                "other clients in transaction mode; set them on the role instead "
+                "(ALTER ROLE app SET statement_timeout = '5s'), then leave them out here"
+            )
 
 
 class MigrationConfig(_Config):

@@ -396,6 +396,8 @@ class RecordValidationError(VecdbError):
     Attributes:
         position: The record's position in the batch, when known.
         errors: Pydantic's error list, when pydantic raised.
+        record_id: The record's id, when known.
+        field: The field whose value was refused, when one was.
     """
 
     def __init__(
@@ -404,10 +406,14 @@ class RecordValidationError(VecdbError):
         *,
         position: int | None = None,
         errors: Sequence[Any] = (),
+        record_id: Any = None,
+        field: str | None = None,
     ) -> None:
         super().__init__(message)
         self.position = position
         self.errors = tuple(errors)
+        self.record_id = record_id
+        self.field = field
 
 
 class DuplicateRecordError(DatabaseError):
@@ -430,6 +436,12 @@ class DuplicateRecordError(DatabaseError):
         super().__init__(message, sqlstate=sqlstate, detail=detail, hint=hint)
         self.ids = tuple(ids)
 
+
+_PGBOUNCER_ADVICE = (
+    "Through PgBouncer in transaction mode? Connect with pool=vecdb.PoolConfig(pgbouncer=True) "
+    "(no prepared statement cache) and migration_dsn= a direct connection; see "
+    "docs/deployment.md."
+)
 
 # SQLSTATE -> (class, what to do). Codes not listed become a plain DatabaseError.
 _SQLSTATES: Mapping[str, tuple[type[DatabaseError], str]] = {
@@ -462,6 +474,17 @@ _SQLSTATES: Mapping[str, tuple[type[DatabaseError], str]] = {
         DatabaseError,
         "A server limit was exceeded (such as temp_file_limit); nothing of the statement "
         "was written. Raise the limit, or write in smaller batches (batch_size=).",
+    ),
+    # A prepared statement missing, or there already, on a server connection: the
+    # mark of PgBouncer in transaction mode with asyncpg's statement cache on.
+    "26000": (DatabaseError, _PGBOUNCER_ADVICE),
+    "42P05": (DatabaseError, _PGBOUNCER_ADVICE),
+    "42501": (
+        DatabaseError,
+        "This role lacks the privilege. A runtime role (`vecdb grant ROLE`) reads and writes "
+        "collections but changes no schema: create or drop collections, build indexes, "
+        "archive, restore and migrate as the owner role (e.g. through migration_dsn or the "
+        "CLI's --dsn), or run `vecdb grant ROLE` again after new collections were made.",
     ),
     "23505": (
         DuplicateRecordError,

@@ -17,6 +17,8 @@ import pytest
 
 import vecdb
 from vecdb._collections import archive as _archive
+from vecdb._collections import checksums
+from vecdb._schema.spec import CollectionSpec
 
 from .test_partitions import DIM, Event, event, month, start
 
@@ -405,3 +407,25 @@ async def test_export_without_pyarrow_names_the_extra(
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     with pytest.raises(ImportError, match=r"vecdb\[parquet\]"):
         await events.export_archive(tmp_path / "x.parquet")
+
+
+async def test_a_checksum_does_not_depend_on_the_sessions_time_zone_or_formats(
+    db: vecdb.Database, events: vecdb.Collection[Event]
+) -> None:
+    # An export made in one session is checked in another (another process,
+    # another TimeZone): the text of a timestamptz would differ, its bytes do not.
+    spec: CollectionSpec = events._spec
+    sums = []
+    for zone, style in (("UTC", "ISO, MDY"), ("Asia/Kathmandu", "SQL, DMY")):
+        async with db.acquire() as conn:
+            await conn.execute(f"SET TimeZone = '{zone}'")
+            await conn.execute(f"SET DateStyle = '{style}'")
+            await conn.execute("SET extra_float_digits = -3")
+            sums.append(await checksums.checksum(conn, spec, "events"))
+            await conn.execute("RESET ALL")
+    assert sums[0] == sums[1]
+    assert sums[0].startswith("60:")
+    # And it sees every column: one field changed changes it.
+    await events.upsert([event(0, month(2024, 1)).model_copy(update={"tenant": "b"})])
+    async with db.acquire() as conn:
+        assert await checksums.checksum(conn, spec, "events") != sums[0]

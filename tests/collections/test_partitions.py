@@ -177,6 +177,32 @@ async def test_a_write_makes_the_partitions_its_rows_need(
     assert "events_p20240201" not in names  # only what rows need
 
 
+async def test_a_first_load_goes_straight_into_the_partitions_the_last_record_winning(
+    db: vecdb.Database, events: vecdb.Collection[Event], caplog: pytest.LogCaptureFixture
+) -> None:
+    # 12,000 records in chunks of 5,000, ids repeating within and across
+    # chunks, and a repeated id changing month: one row per id, the last one.
+    def records() -> Any:
+        for i in range(12_000):
+            yield event(i % 9_000, month(2024, 1 + i % 5), tenant=f"t{i}")
+
+    caplog.set_level("DEBUG", logger="vecdb.collections")
+    assert await events.upsert(records()) == 9_000
+    assert "straight into the partitions of events" in caplog.text
+    last = {i % 9_000: i for i in range(12_000)}
+    async with db.acquire() as conn:
+        rows = await conn.fetch("SELECT id, tenant, created_at FROM events")
+        registry = await _registry(db)
+    assert {r["id"]: r["tenant"] for r in rows} == {k: f"t{v}" for k, v in last.items()}
+    assert registry == {r["id"]: r["created_at"] for r in rows}
+    # Not empty any more: the next write merges, and moves a row across months.
+    caplog.clear()
+    await events.upsert([event(0, month(2024, 6))])
+    assert "straight into" not in caplog.text
+    assert (await events.get(0)).created_at == month(2024, 6)  # type: ignore[union-attr]
+    assert await events.count() == 9_000
+
+
 async def test_bounds_are_utc_whatever_the_offset_of_the_value(
     db: vecdb.Database, events: vecdb.Collection[Event]
 ) -> None:
@@ -408,6 +434,55 @@ async def test_a_filter_on_the_value_searches_that_partitions_own_index(
     exact = await docs.search(query, k=10, where={"tenant": "big"}, exact=True)
     overlap = {h.record.id for h in hits} & {h.record.id for h in exact}
     assert len(overlap) >= 9
+
+
+async def test_exact_search_on_a_value_partition_reads_no_index(db: vecdb.Database) -> None:
+    # PostgreSQL 18 scans the one pruned LIST partition's HNSW index even with
+    # enable_indexscan off, unless the order is one no index provides.
+    docs = await db.collection("docs", Event, dim=DIM, partition=vecdb.ValuePartitions("tenant"))
+    rng = np.random.default_rng(12)
+    vectors = rng.normal(size=(2000, DIM)).astype(np.float32)
+    tenants = ["a" if i % 4 else "b" for i in range(len(vectors))]
+    await docs.upsert(
+        event(i, month(2024, 1), tenant=t, vector=v)
+        for i, (t, v) in enumerate(zip(tenants, vectors, strict=True))
+    )
+    await docs.analyze()
+    query = rng.normal(size=DIM).astype(np.float32)
+    explained = await docs.explain(query, k=10, where={"tenant": "a"}, exact=True)
+    assert explained.strategy == "exact"
+    assert not explained.uses_vector_index
+    hits = await docs.search(query, k=10, where={"tenant": "a"}, exact=True)
+    mine = np.array([i for i, t in enumerate(tenants) if t == "a"])
+    norms = np.linalg.norm(vectors[mine], axis=1) * np.linalg.norm(query)
+    order = np.argsort(1 - vectors[mine] @ query / norms, kind="stable")[:10]
+    assert [h.record.id for h in hits] == [int(i) for i in mine[order]]
+
+
+async def test_a_filter_keeping_a_whole_partition_is_searched_as_without_a_filter(
+    db: vecdb.Database,
+) -> None:
+    docs = await db.collection("docs", Event, dim=DIM, partition=vecdb.ValuePartitions("tenant"))
+    rng = np.random.default_rng(13)
+    vectors = rng.normal(size=(3000, DIM)).astype(np.float32)
+    await docs.upsert(
+        event(i, month(2024, 1), tenant="a" if i % 3 else "b", vector=v)
+        for i, v in enumerate(vectors)
+    )
+    await docs.analyze()
+    query = rng.normal(size=DIM).astype(np.float32)
+    explained = await docs.explain(query, k=10, where={"tenant": "a"})
+    # 2,000 rows: above the exact scan's limit for a whole partition (1,000 at
+    # 384 dims and below), so its own index at the unfiltered ef_search.
+    assert explained.uses_vector_index
+    assert explained.settings["hnsw.ef_search"] == "100"
+    hits = await docs.search(query, k=10, where={"tenant": "a"})
+    assert len(hits) == 10
+    assert all(h.record.tenant == "a" for h in hits)
+    # A smaller whole partition is cheaper to scan exactly.
+    small = await docs.explain(query, k=10, where={"tenant": "b"})
+    assert small.strategy == "exact"
+    assert not small.uses_vector_index
 
 
 def docs_partition(*, infos: list[vecdb.PartitionInfo]) -> str:

@@ -17,6 +17,12 @@ Usage::
                                        move old partitions (or rows) into vecdb_archive
     vecdb restore NAME [--newer-than DATE]
                                        bring archived partitions (or rows) back
+    vecdb repartition NAME --by FIELD [--interval I | --values]
+                                       convert an unpartitioned collection, online
+    vecdb init PATH                    create a migrations package (no database)
+    vecdb new-migration TITLE --package PKG
+                                       write the package's next migration (no database)
+    vecdb grant ROLE [--apply]         the GRANTs of a least-privilege runtime role
 
 Every command takes ``--dsn`` (default ``$VECDB_DSN``, else the embedded server),
 ``--data-dir``, ``--migrations PKG`` (repeatable; the current directory is
@@ -42,8 +48,11 @@ from .._server.connect import connect
 from .._version import __version__
 from . import collections as _cli_collections
 from . import doctor as _cli_doctor
+from . import grant as _cli_grant
 from . import migrations as _cli_migrations
 from . import partitions as _cli_partitions
+from . import repartition as _cli_repartition
+from . import scaffold as _cli_scaffold
 from . import tune as _cli_tune
 from .output import EXIT_ERROR, Command, Outcome, to_json
 
@@ -115,8 +124,11 @@ def _parser() -> argparse.ArgumentParser:
     _cli_migrations.add_commands(command)
     _cli_collections.add_commands(command)
     _cli_partitions.add_commands(command)
+    _cli_repartition.add_commands(command)
     _cli_doctor.add_commands(command)
     _cli_tune.add_commands(command)
+    _cli_scaffold.add_commands(command)
+    _cli_grant.add_commands(command)
     return parser
 
 
@@ -149,7 +161,8 @@ async def _run(args: argparse.Namespace, migrations: Sequence[str]) -> Outcome:
         data_dir=args.data_dir,
         migrations=migrations,
         migrate="off",
-        pool=PoolConfig(min_size=0, max_size=1),
+        # One connection, unless the command needs more (repartition: two).
+        pool=PoolConfig(min_size=0, max_size=getattr(args, "pool_size", 1)),
     ) as db:
         func: Command = args.func
         return await func(db, args)
@@ -175,8 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if migrations and os.getcwd() not in sys.path:
         # `--migrations myapp.migrations` from a project root, as `python -m` would.
         sys.path.insert(0, os.getcwd())
+    offline: _cli_scaffold.Offline | None = getattr(args, "offline", None)
     try:
-        outcome = asyncio.run(_run(args, migrations))
+        outcome = offline(args) if offline else asyncio.run(_run(args, migrations))
     except VecdbError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if args.json:

@@ -30,7 +30,7 @@ from .._schema.spec import CollectionSpec
 from .._server.database import Database, connections
 from .output import EXIT_ERROR, EXIT_OK, AddCommand, Outcome, table, when
 
-__all__ = ["RowProgress", "add_commands", "moment"]
+__all__ = ["RowProgress", "add_commands", "moment", "positive", "stored_spec"]
 
 _BAR_WIDTH = 30
 _UNITS = ("kB", "MB", "GB", "TB")
@@ -63,7 +63,7 @@ def moment(text: str) -> dt.datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
-def _positive(text: str) -> int:
+def positive(text: str) -> int:
     try:
         number = int(text)
     except ValueError:
@@ -219,7 +219,7 @@ class RowProgress:
 # -- the collection -----------------------------------------------------------------------
 
 
-async def _spec(db: Database, name: str) -> CollectionSpec:
+async def stored_spec(db: Database, name: str) -> CollectionSpec:
     """The stored definition of collection ``name``.
 
     Raises:
@@ -239,7 +239,7 @@ async def _spec(db: Database, name: str) -> CollectionSpec:
 
 
 async def _list(db: Database, args: argparse.Namespace) -> Outcome:
-    spec = await _spec(db, args.collection)
+    spec = await stored_spec(db, args.collection)
     if spec.partitioning is None:
         raise ConfigError(
             f"collection {spec.name!r} is not partitioned; create it with "
@@ -290,7 +290,7 @@ def _dry_run(
 
 
 async def _archive_command(db: Database, args: argparse.Namespace) -> Outcome:
-    spec = await _spec(db, args.collection)
+    spec = await stored_spec(db, args.collection)
     older_than: dt.datetime = args.older_than
     pool = connections(db)
     async with pool.acquire() as conn:
@@ -321,7 +321,7 @@ async def _archive_command(db: Database, args: argparse.Namespace) -> Outcome:
 
 
 async def _restore_command(db: Database, args: argparse.Namespace) -> Outcome:
-    spec = await _spec(db, args.collection)
+    spec = await stored_spec(db, args.collection)
     newer_than: dt.datetime | None = args.newer_than
     pool = connections(db)
     total = None
@@ -384,7 +384,7 @@ def add_commands(command: AddCommand) -> None:
     archive.add_argument(
         "--batch-size",
         metavar="N",
-        type=_positive,
+        type=positive,
         default=10_000,
         help="rows moved per statement, for an unpartitioned collection (default: 10000)",
     )

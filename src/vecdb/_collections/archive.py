@@ -16,9 +16,9 @@ content is checked against the checksum recorded before the move. A
 mismatch (someone wrote into the range while it was being archived) moves
 the partition back and raises; nothing is left half-moved.
 
-The checksum is the count of rows and a sum of per-row hashes of their whole
-content (``md5(row::text)``): independent of row order and of where the rows
-live, so the same rows give the same checksum before and after.
+The checksum (`checksums`) is the count of rows and a sum of per-row hashes of
+their whole content: independent of row order and of where the rows live, so
+the same rows give the same checksum before and after.
 
 An unpartitioned collection archives by a time field instead: rows move in
 batches, each batch in one statement (``DELETE … RETURNING`` into ``INSERT``),
@@ -49,6 +49,7 @@ from .._schema.partitioning import ArchiveReport, PartitionInfo, TimePartitions
 from .._schema.spec import CollectionSpec
 from .._typing import AnyConnection, Connections
 from . import partitions as _partitions
+from .checksums import EMPTY, checksum, combine, subtract
 
 __all__ = [
     "ARCHIVE_SCHEMA",
@@ -57,8 +58,6 @@ __all__ = [
     "archived_partitions",
     "archived_tables",
     "check_archivable",
-    "checksum",
-    "combine",
     "plan",
     "purge",
     "recover",
@@ -72,17 +71,6 @@ ARCHIVE_SCHEMA = "vecdb_archive"
 _MARK = "vecdb_archive"  # the key of vecdb's JSON in a partition's table comment
 
 ArchiveProgress = Callable[[str, int], Awaitable[None] | None]
-
-
-async def checksum(conn: AnyConnection, table: str, where: str = "TRUE", *args: Any) -> str:
-    """``"<rows>:<sum of row hashes>"`` of ``table`` (qualified) rows matching ``where``."""
-    row = await conn.fetchrow(
-        f"SELECT count(*) AS n, coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)"
-        f"::bigint::numeric), 0)::text AS h FROM {table} t WHERE {where}",
-        *args,
-    )
-    assert row is not None  # noqa: S101 - an aggregate returns one row
-    return f"{row['n']}:{row['h']}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -324,7 +312,7 @@ async def _finish_archive(conn: AnyConnection, spec: CollectionSpec, marked: _Ma
         await conn.execute(
             f"ALTER TABLE {qualified(schema, name)} SET SCHEMA {quote_ident(ARCHIVE_SCHEMA)}"
         )
-    after = await checksum(conn, qualified(ARCHIVE_SCHEMA, name))
+    after = await checksum(conn, spec, qualified(ARCHIVE_SCHEMA, name))
     before = marked.record["checksum"]
     if after != before:
         # Written to while it was being archived: put it back as it is now.
@@ -377,7 +365,7 @@ async def _archive_partitions(
             for info in todo:
                 assert info.lower is not None  # noqa: S101 - time partitions have bounds
                 table = qualified(spec.schema, info.name)
-                before = await checksum(conn, table)
+                before = await checksum(conn, spec, table)
                 record = {
                     "collection": spec.name,
                     "key": _partitions.literal(spec, info.lower),
@@ -402,17 +390,25 @@ async def _archive_partitions(
     )
 
 
-async def _finish_restore(conn: AnyConnection, spec: CollectionSpec, marked: _Marked) -> None:
+async def _finish_restore(
+    conn: AnyConnection, spec: CollectionSpec, marked: _Marked, *, checked: bool = False
+) -> str:
+    """The rest of a restore, from wherever it stopped; returns the restored rows' checksum.
+
+    ``checked``: `_check_restorable` has just passed (restore() checks every
+    partition before it moves any); a recovery checks here.
+    """
     name = marked.name
     if marked.schema == ARCHIVE_SCHEMA:
-        await _check_restorable(conn, spec, name, marked.record)
+        if not checked:
+            await _check_restorable(conn, spec, name, marked.record)
         await conn.execute(
             f"ALTER TABLE {qualified(ARCHIVE_SCHEMA, name)} SET SCHEMA {quote_ident(spec.schema)}"
         )
     table = qualified(spec.schema, name)
     if not marked.attached:
         await _partitions.attach(conn, spec, _key(spec, marked.record["key"]), table)
-    after = await checksum(conn, table)
+    after = await checksum(conn, spec, table)
     if after != marked.record["checksum"]:
         logger.warning(
             "restored partition %s of %s has checksum %s, %s when archived",
@@ -423,6 +419,7 @@ async def _finish_restore(conn: AnyConnection, spec: CollectionSpec, marked: _Ma
         )
     await _set_record(conn, spec.schema, name, None)
     logger.info("restored partition %s of %s (%s)", name, spec.name, after)
+    return after
 
 
 async def _check_restorable(
@@ -489,8 +486,9 @@ async def restore(
             for marked in todo:
                 record = {**marked.record, "state": "restoring"}
                 await _set_record(conn, ARCHIVE_SCHEMA, marked.name, record)
-                await _finish_restore(conn, spec, dataclasses.replace(marked, record=record))
-                after = await checksum(conn, qualified(spec.schema, marked.name))
+                after = await _finish_restore(
+                    conn, spec, dataclasses.replace(marked, record=record), checked=True
+                )
                 before_all.append(marked.record["checksum"])
                 after_all.append(after)
                 rows += int(after.split(":", 1)[0])
@@ -529,7 +527,7 @@ async def purge(pool: Connections, spec: CollectionSpec, older_than: dt.datetime
         sums = []
         for marked in sorted(todo, key=lambda m: m.name):
             table = qualified(ARCHIVE_SCHEMA, marked.name)
-            sums.append(await checksum(conn, table))
+            sums.append(await checksum(conn, spec, table))
             try:
                 with translating():
                     deleted = await conn.execute(
@@ -551,7 +549,7 @@ async def purge(pool: Connections, spec: CollectionSpec, older_than: dt.datetime
         rows=rows,
         partitions=tuple(sorted(m.name for m in todo)),
         checksum_before=combine(sums),
-        checksum_after="0:0",
+        checksum_after=EMPTY,
     )
 
 
@@ -596,8 +594,8 @@ async def _archive_rows(
             record = {"collection": spec.name, "kind": "rows", "field": field, "state": "rows"}
             await _set_record(conn, ARCHIVE_SCHEMA, spec.table, record)
             where = f"{column} < $1"
-            before = await checksum(conn, live, where, cutoff)
-            stored_before = await checksum(conn, store, where, cutoff)
+            before = await checksum(conn, spec, live, where, cutoff)
+            stored_before = await checksum(conn, spec, store, where, cutoff)
             moved = 0
             while True:
                 status = await conn.execute(
@@ -614,8 +612,8 @@ async def _archive_rows(
                     await _call(progress, spec.table, moved)
                 if n < batch_size:
                     break
-            stored_after = await checksum(conn, store, where, cutoff)
-    after = _subtract(stored_after, stored_before)
+            stored_after = await checksum(conn, spec, store, where, cutoff)
+    after = subtract(stored_after, stored_before)
     if after != before:
         raise ArchiveChecksumError(
             f"the rows of {spec.name!r} archived by this call have checksum {after}, the rows "
@@ -651,7 +649,7 @@ async def restore_rows(
             marked = [m for m in await _marked(conn, spec) if m.record.get("kind") == "rows"]
             if not marked:
                 return ArchiveReport(
-                    rows=0, partitions=(), checksum_before="0:0", checksum_after="0:0"
+                    rows=0, partitions=(), checksum_before=EMPTY, checksum_after=EMPTY
                 )
             where, in_store, args = "TRUE", "TRUE", []
             if newer_than is not None:
@@ -672,14 +670,14 @@ async def restore_rows(
                         "were written again since they were archived. Nothing was changed.",
                         setting="newer_than",
                     )
-                before = await checksum(conn, store, where, *args)
-                live_before = await checksum(conn, live, where, *args)
+                before = await checksum(conn, spec, store, where, *args)
+                live_before = await checksum(conn, spec, live, where, *args)
                 status = await conn.execute(
                     f"WITH moved AS (DELETE FROM {store} a WHERE {where} RETURNING a.*) "
                     f"INSERT INTO {live} SELECT * FROM moved",
                     *args,
                 )
-                after = _subtract(await checksum(conn, live, where, *args), live_before)
+                after = subtract(await checksum(conn, spec, live, where, *args), live_before)
                 if after != before:  # in the transaction: raising undoes the move
                     raise ArchiveChecksumError(
                         f"restoring into {spec.name!r} gave checksum {after}, the archived "
@@ -692,12 +690,6 @@ async def restore_rows(
             if progress is not None:
                 await _call(progress, spec.table, rows)
     return ArchiveReport(rows=rows, partitions=(), checksum_before=before, checksum_after=after)
-
-
-def _subtract(total: str, part: str) -> str:
-    rows_t, sum_t = (int(x) for x in total.split(":", 1))
-    rows_p, sum_p = (int(x) for x in part.split(":", 1))
-    return f"{rows_t - rows_p}:{sum_t - sum_p}"
 
 
 async def archived_partitions(conn: AnyConnection, spec: CollectionSpec) -> list[PartitionInfo]:
@@ -733,13 +725,6 @@ async def archived_tables(conn: AnyConnection, spec: CollectionSpec) -> list[str
         if m.schema == ARCHIVE_SCHEMA and m.record.get("state") in ("archived", "rows")
     ]
     return sorted(names)
-
-
-def combine(parts: list[str]) -> str:
-    """Checksums of several tables as one: rows and hash sums add up."""
-    rows = sum(int(p.split(":", 1)[0]) for p in parts)
-    total = sum(int(p.split(":", 1)[1]) for p in parts)
-    return f"{rows}:{total}"
 
 
 def _now() -> str:

@@ -35,7 +35,15 @@ from .._typing import AnyConnection
 from .._version import __version__
 from . import partitions
 
-__all__ = ["CollectionInfo", "drop", "list_all", "load", "open_or_create", "save_spec"]
+__all__ = [
+    "CollectionInfo",
+    "drop",
+    "list_all",
+    "load",
+    "open_or_create",
+    "register",
+    "save_spec",
+]
 
 logger = logging.getLogger("vecdb.collections")
 
@@ -216,6 +224,12 @@ async def _create(conn: AnyConnection, spec: CollectionSpec, model: str) -> None
             await conn.execute(_ddl.hnsw_index(spec, vector))
     if spec.partitioning is not None:
         await partitions.premake(conn, spec, dt.datetime.now(dt.UTC))
+    await register(conn, spec, model)
+    logger.info("created collection %s (%s.%s)", spec.name, spec.schema, spec.table)
+
+
+async def register(conn: AnyConnection, spec: CollectionSpec, model: str) -> None:
+    """Write the catalog row of a collection whose table exists (made, or adopted)."""
     await conn.execute(
         "INSERT INTO vecdb.collections (name, schema_name, table_name, model, spec, "
         "library_version) VALUES ($1, $2, $3, $4, $5::jsonb, $6)",
@@ -226,7 +240,6 @@ async def _create(conn: AnyConnection, spec: CollectionSpec, model: str) -> None
         json.dumps(spec.to_json()),
         __version__,
     )
-    logger.info("created collection %s (%s.%s)", spec.name, spec.schema, spec.table)
 
 
 async def _evolve(conn: AnyConnection, stored: CollectionSpec, given: CollectionSpec) -> None:

@@ -29,6 +29,7 @@ from .._search.searcher import Explain, Hit, Searcher
 from .._typing import AnyConnection, Connections, M, VectorInput
 from . import archive as _archive
 from . import catalog as _catalog
+from . import checksums as _checksums
 from . import export as _export
 from . import indexing as _indexing
 from . import partitions as _partitions
@@ -36,6 +37,7 @@ from . import repartition as _repartition
 from .archive import ArchiveProgress
 from .indexing import ProgressCallback
 from .repartition import RepartitionCallback
+from .sessions import refuse_through_pgbouncer
 from .writer import Writer
 
 __all__ = ["DEFAULT_INDEX", "Collection", "open_collection"]
@@ -468,13 +470,15 @@ class Collection(Generic[M]):
                 or rows have no value for it; other collections reference it
                 by foreign key (named), or it references itself; views
                 depend on its table; it has archived rows; a table is in the
-                way of a partition's name; another repartition of it is running.
+                way of a partition's name; another repartition of it is running;
+                the pool goes through PgBouncer (`PoolConfig.pgbouncer`).
             ArchiveChecksumError: The copy did not match the collection; it was
                 discarded and the collection is as it was.
             LockTimeoutError: Long transactions kept the swap from its lock;
                 the copy is kept: call again to finish.
         """
         self._pool.check_open()
+        refuse_through_pgbouncer(self._pool.config, "repartition()")
         check_int(batch_size, 1, name="batch_size")
         rows = await _repartition.repartition(
             self._pool,
@@ -631,7 +635,7 @@ class Collection(Generic[M]):
                 records=copy_rows,
                 columns=list(self._spec.layout.columns),
             )
-            found = await _archive.checksum(conn, stage)
+            found = await _checksums.checksum(conn, self._spec, stage)
         if found != manifest["checksum"]:
             raise ArchiveChecksumError(
                 f"the rows of {path} have checksum {found}, the archive had "
@@ -644,7 +648,9 @@ class Collection(Generic[M]):
         async with self._pool.acquire() as conn:
             with translating():
                 id_col = quote_ident(self._spec.layout.id.name)
-                after = await _archive.checksum(conn, self._table, f"{id_col} = ANY($1)", ids)
+                after = await _checksums.checksum(
+                    conn, self._spec, self._table, f"{id_col} = ANY($1)", ids
+                )
         if progress is not None:
             result = progress(str(path), written)
             if result is not None:
@@ -720,8 +726,10 @@ class Collection(Generic[M]):
 
         Raises:
             DatabaseError: The build failed (its INVALID index was dropped).
+            ConfigError: The pool goes through PgBouncer (`PoolConfig.pgbouncer`).
         """
         self._pool.check_open()
+        refuse_through_pgbouncer(self._pool.config, "create_index()")
         chosen = index if index is not None else (self._spec.index or DEFAULT_INDEX)
         if not isinstance(chosen, HNSW):
             raise ConfigError(f"index must be a vecdb.HNSW, got {chosen!r}", setting="index")

@@ -3,7 +3,7 @@
 `export_archive` writes every archived row of a collection to one Parquet file
 (vectors as fixed-size lists of float32, one column per field) and, beside it,
 ``<file>.manifest.json``: the collection, its definition, the row count and
-the archive's checksum (`archive.checksum`, summed over the archived tables).
+the archive's checksum (`checksums.checksum`, summed over the archived tables).
 Reading it back (``restore(from_file=...)``) goes through the collection's
 normal write path (validation, partitions made on demand, the id registry),
 then checks that the rows now in the collection carry the checksum of the
@@ -28,6 +28,7 @@ from .._schema.spec import CollectionSpec
 from .._typing import Connections
 from .._version import __version__
 from . import archive as _archive
+from . import checksums as _checksums
 
 __all__ = ["MANIFEST_SUFFIX", "export", "manifest_path", "read"]
 
@@ -104,7 +105,7 @@ async def export(pool: Connections, spec: CollectionSpec, path: Path) -> dict[st
                     f"collection {spec.name!r} has no archived data to export; archive() first",
                     setting="path",
                 )
-            sums = [await _archive.checksum(conn, table) for table in tables]
+            sums = [await _checksums.checksum(conn, spec, table) for table in tables]
             partial = path.with_name(path.name + ".partial")
             writer = pa.parquet.ParquetWriter(str(partial), schema)
             try:
@@ -130,7 +131,7 @@ async def export(pool: Connections, spec: CollectionSpec, path: Path) -> dict[st
         "collection": spec.name,
         "spec": spec.to_json(),
         "rows": rows,
-        "checksum": _archive.combine(sums),
+        "checksum": _checksums.combine(sums),
         "tables": tables,
         "exported_at": dt.datetime.now(dt.UTC).isoformat(),
         "library_version": __version__,

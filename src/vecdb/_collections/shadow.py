@@ -41,6 +41,7 @@ from .._schema.columns import ColumnType
 from .._schema.partitioning import Partitioning, TimePartitions
 from .._schema.spec import RESERVED_PREFIX, CollectionSpec
 from .._typing import AnyConnection
+from . import checksums as _checksums
 from . import partitions as _partitions
 
 __all__ = [
@@ -349,34 +350,16 @@ async def replay(conn: AnyConnection, shadow: Shadow, limit: int) -> int:
     return int(row["n"])
 
 
-def _row_bytes(spec: CollectionSpec) -> str:
-    """A row's whole content as bytes: the id and fields as text, the vectors as sent.
-
-    The binary form of a vector (``vector_send``: dimension and float32s) is
-    exact and several times faster to hash than its text form.
-    """
-    lay = spec.layout
-    scalars = ", ".join(quote_ident(c) for c in (lay.id.name, *(f.name for f in lay.fields)))
-    send = f"{ColumnType(spec.storage).value}_send"  # vector_send or halfvec_send
-    vectors = "".join(f" || {send}({quote_ident(v.name)})" for v in lay.vectors)
-    return f"convert_to(ROW({scalars})::text, 'UTF8'){vectors}"
-
-
 async def checksum(conn: AnyConnection, shadow: Shadow, table: str) -> str:
-    """``"<rows>:<sum of row hashes>"`` of ``table``, less the ids the log holds.
+    """The checksum (`checksums`) of ``table``, less the ids the log holds.
 
-    Each row's hash is the first 64 bits of the md5 of its content (`_row_bytes`),
-    the same expression for both tables; the sum does not depend on where rows
-    live or in which order they are read.
+    The same expression for both tables, so the old table and its copy agree
+    when they hold the same rows.
     """
-    row = await conn.fetchrow(
-        f"SELECT count(*) AS n, coalesce(sum(('x' || substr(md5({_row_bytes(shadow.spec)}), "
-        f"1, 16))::bit(64)::bigint::numeric), 0)::text AS h FROM {table} t WHERE NOT EXISTS "
-        f"(SELECT 1 FROM {shadow.changes} c WHERE c.{shadow.id} = t.{shadow.id})",
-        timeout=shadow.limit,
+    pending = f"SELECT 1 FROM {shadow.changes} c WHERE c.{shadow.id} = t.{shadow.id}"
+    return await _checksums.checksum(
+        conn, shadow.spec, table, f"NOT EXISTS ({pending})", timeout=shadow.limit
     )
-    assert row is not None  # noqa: S101 - an aggregate returns one row
-    return f"{row['n']}:{row['h']}"
 
 
 async def registered(conn: AnyConnection, shadow: Shadow) -> tuple[int, int]:

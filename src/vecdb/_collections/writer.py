@@ -34,6 +34,7 @@ from .._schema.rows import RecordCodec
 from .._schema.spec import CollectionSpec
 from .._search.filters import compile_filter
 from .._typing import AnyConnection, Connections
+from . import first_load as _first_load
 from . import indexing as _indexing
 from . import partitions as _partitions
 from .archive import ARCHIVE_SCHEMA
@@ -385,7 +386,8 @@ class Writer:
     ) -> int:
         """Write into a partitioned collection: partitions first, then ids, then rows.
 
-        In one transaction: COPY into staging; make the partitions the rows
+        An empty collection is loaded straight (`first_load`). Otherwise, in
+        one transaction: COPY into staging; make the partitions the rows
         need (a lock on the parent only when one is missing, taken before any
         row is touched); lock the id registry rows of every staged id (in id
         order, so two writers cannot deadlock) and, in a statement that starts
@@ -395,9 +397,15 @@ class Writer:
         """
         assert self._partitions is not None  # noqa: S101 - partitioned collections only
         logger.debug("writing %s rows to partitioned %s", rows, self._table)
+        spec = self._spec
         async with self._pool.acquire() as conn:
             with translating():
+                empty = await _first_load.looks_empty(conn, spec, timeout=timeout)
                 async with conn.transaction():
+                    if empty and await _first_load.lock_if_empty(conn, spec, timeout=timeout):
+                        return await _first_load.load(
+                            conn, spec, self._partitions, chunks, rows=rows, timeout=timeout
+                        )
                     dedupe, keys = await self._stage(conn, chunks, timeout=timeout)
                     await self._partitions.make(conn, keys)
                     return await self._merge(conn, mode, dedupe=dedupe, timeout=timeout)

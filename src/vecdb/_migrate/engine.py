@@ -111,7 +111,12 @@ class Migrator:
         connector: Callable[[], Any],
         sources: Sequence[Source],
         config: MigrationConfig,
+        *,
+        lock_refused: str | None = None,
     ) -> None:
+        # Set when the connector goes through a pooler that cannot hold a session lock
+        # (PgBouncer in transaction mode): every locked operation is refused with it.
+        self._lock_refused = lock_refused
         self._connector = connector
         self._sources = {source.name: source for source in sources}
         self._config = config
@@ -148,6 +153,8 @@ class Migrator:
 
     @contextlib.asynccontextmanager
     async def _locked(self, conn: Connection) -> AsyncIterator[dict[tuple[str, int], AppliedRow]]:
+        if self._lock_refused is not None:
+            raise ConfigError(self._lock_refused, setting="migration_dsn")
         await _lock.acquire(conn, wait=self._config.lock_wait)
         try:
             await _history.bootstrap(conn)

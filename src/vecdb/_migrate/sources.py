@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from .._errors import MigrationChainError
 from .base import Migration, checksum, describe, is_reversible
 
-__all__ = ["BUNDLED_SOURCE", "MigrationSpec", "Source", "load_sources"]
+__all__ = ["BUNDLED_SOURCE", "MigrationSpec", "Source", "load_package", "load_sources"]
 
 BUNDLED_SOURCE = "vecdb"
 _DEFAULT_APP_SOURCE = "app"
@@ -134,6 +134,16 @@ def _validate(name: str, classes: Sequence[type[Migration]]) -> Source:
             missing=missing,
         )
     return Source(name=name, migrations=specs)
+
+
+def load_package(name: str) -> Source:
+    """Load and validate one application package, as ``connect(migrations=[name])`` does.
+
+    Raises:
+        MigrationChainError: As `load_sources`.
+    """
+    source, classes = _load_package(name)
+    return _validate(source, classes)
 
 
 def load_sources(

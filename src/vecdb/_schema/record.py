@@ -273,12 +273,14 @@ def _is_vector(info: pydantic.fields.FieldInfo) -> bool:
     return any(isinstance(m, _VectorSchema) for m in info.metadata)
 
 
-def layout(model: type[Record], *, dim: int | None) -> Layout:
+def layout(model: type[Record], *, dim: int | None, id_field: str = "id") -> Layout:
     """Read a model's fields into columns.
 
     Args:
         model: A `Record` subclass.
         dim: The default dimension for vector fields without `Dim`.
+        id_field: The primary key's field: ``id``, but an adopted table's own
+            (``db.adopt(..., id_field="langchain_id")``).
 
     Raises:
         ConfigError: The model is not a `Record`, has no or a bad ``id``, no vector
@@ -312,10 +314,10 @@ def layout(model: type[Record], *, dim: int | None) -> Layout:
         ctype = _column_type(annotation)
         if ctype is None:
             raise _unsupported(model, name, info.annotation)
-        if name == "id":
+        if name == id_field:
             if nullable or annotation not in _ID_TYPES:
                 raise ConfigError(
-                    f"{model.__name__}.id must be int, str or uuid.UUID (not optional), "
+                    f"{model.__name__}.{name} must be int, str or uuid.UUID (not optional), "
                     f"got {info.annotation!r}",
                     setting="id",
                 )
@@ -324,8 +326,8 @@ def layout(model: type[Record], *, dim: int | None) -> Layout:
             fields.append(FieldSpec(name, ctype, nullable))
     if id_spec is None:
         raise ConfigError(
-            f"{model.__name__} has no `id` field: declare the primary key as "
-            "`id: int`, `id: str` or `id: uuid.UUID`",
+            f"{model.__name__} has no `{id_field}` field: declare the primary key as "
+            f"`{id_field}: int`, `{id_field}: str` or `{id_field}: uuid.UUID`",
             setting="id",
         )
     if not vectors:

@@ -27,12 +27,12 @@ import asyncpg
 import numpy as np
 import numpy.typing as npt
 import pydantic
-import pydantic_core
 
 from .._errors import DimensionMismatchError, InvalidVectorError, RecordValidationError
 from .._typing import M
 from .record import Record, VectorSpec, _strip_optional, _to_array
 from .spec import CollectionSpec
+from .values import RefusedValueError, check_ids, encode_jsonb, refusal, row_checks, run_checks
 
 __all__ = ["HALF_MAX", "RecordCodec", "check_vectors", "query_vector"]
 
@@ -172,6 +172,14 @@ def query_vector(vector: Any, spec: CollectionSpec, field: VectorSpec) -> npt.ND
     return checked
 
 
+def _field_types(model: type[pydantic.BaseModel]) -> dict[str, str]:
+    """Each field's annotation and metadata, as text: equal for a class made again."""
+    return {
+        name: repr(info.annotation) + "".join(f" {m!r}" for m in info.metadata)
+        for name, info in model.model_fields.items()
+    }
+
+
 class RecordCodec(Generic[M]):
     """Records to COPY rows and back, for one collection."""
 
@@ -185,11 +193,15 @@ class RecordCodec(Generic[M]):
         id_type: Any = model.model_fields[lay.id.name].annotation
         self._id_adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(id_type)
         self._fast = _row_decoder(model, spec)
+        self._checks = row_checks(lay.fields)
+        self._jsonb_at = tuple((k, c) for k, c in enumerate(self.scalar_columns) if c in self.jsonb)
 
     def validate(self, item: Any, position: int) -> M:
         """One input (a model instance or a dict) as a validated record."""
         if isinstance(item, self.model):
             return item
+        if isinstance(item, pydantic.BaseModel):
+            return self._from_twin(item, position)
         if not isinstance(item, Mapping):
             raise RecordValidationError(
                 f"record at position {position} is a {type(item).__name__}; pass "
@@ -207,30 +219,67 @@ class RecordCodec(Generic[M]):
                 errors=exc.errors(include_url=False),
             ) from None
 
+    def _from_twin(self, item: pydantic.BaseModel, position: int) -> M:
+        """A record of another class: accepted when it is the model's twin, else refused.
+
+        A notebook cell run again, or a module reloaded (``uvicorn --reload``),
+        makes a new class of the same name and fields; its records are the model's.
+        """
+        other, mine = type(item), self.model
+        theirs_fields, my_fields = _field_types(other), _field_types(mine)
+        if other.__name__ == mine.__name__ and theirs_fields == my_fields:
+            try:
+                return mine.model_validate(item, from_attributes=True)
+            except pydantic.ValidationError as exc:
+                raise RecordValidationError(
+                    f"record at position {position} is not a valid {mine.__name__}: {exc}",
+                    position=position,
+                    errors=exc.errors(include_url=False),
+                ) from None
+        differences = [
+            *(f"{n!r} only in {other.__qualname__}" for n in theirs_fields if n not in my_fields),
+            *(f"{n!r} only in {mine.__qualname__}" for n in my_fields if n not in theirs_fields),
+            *(
+                f"{n!r} is {theirs_fields[n]} in the first, {my_fields[n]} in the second"
+                for n in my_fields
+                if n in theirs_fields and theirs_fields[n] != my_fields[n]
+            ),
+        ]
+        why = "; ".join(differences) or "the classes have different names"
+        raise RecordValidationError(
+            f"record at position {position} is a {other.__module__}.{other.__qualname__}, but "
+            f"collection {self.spec.name!r} holds {mine.__module__}.{mine.__qualname__} "
+            f"({why}). Pass {mine.__qualname__} instances or dicts (record.model_dump()).",
+            position=position,
+        )
+
     def rows(self, records: Sequence[M], offset: int) -> tuple[list[tuple[Any, ...]], list[Any]]:
         """COPY rows (in `columns` order) and ids for validated records.
 
         Raises:
             InvalidVectorError, DimensionMismatchError: See `check_vectors`.
+            RecordValidationError: A value PostgreSQL would refuse (see `values`).
         """
-        id_name = self.spec.layout.id.name
+        lay = self.spec.layout
         values = [r.__dict__ for r in records]
-        ids = [v[id_name] for v in values]
+        ids = [v[lay.id.name] for v in values]
+        check_ids(lay.id.type, ids, offset, field=lay.id.name)
+        run_checks(self._checks, values, ids, offset)
         matrices = [
             check_vectors([v.get(vec.name) for v in values], self.spec, vec, ids=ids, offset=offset)
             for vec in self.spec.layout.vectors
         ]
-        jsonb = self.jsonb
         rows: list[tuple[Any, ...]] = []
         for j, value in enumerate(values):
-            scalars = [
-                (
-                    pydantic_core.to_json(value[c]).decode()
-                    if c in jsonb and value[c] is not None
-                    else value[c]
-                )
-                for c in self.scalar_columns
-            ]
+            scalars = [value[c] for c in self.scalar_columns]
+            for k, name in self._jsonb_at:
+                if scalars[k] is not None:
+                    try:
+                        scalars[k] = encode_jsonb(scalars[k])
+                    except RefusedValueError as exc:
+                        raise refusal(
+                            str(exc), field=name, record_id=ids[j], position=offset + j
+                        ) from None
             rows.append((*scalars, *(m[j] for m in matrices)))
         return rows, ids
 

@@ -68,6 +68,13 @@ DEFAULT_EF_SEARCH = 40  # pgvector's default hnsw.ef_search
 # ef_search grows in proportion (400 at 10%), up to pgvector's maximum.
 FILTERED_EF_SEARCH = 200
 FILTERED_EF_FRACTION = 0.2
+# A filter that keeps (nearly) every row it reads - one tenant's whole LIST
+# partition, a month's RANGE partitions - is no filter within them: their own
+# HNSW indexes at ef_search 100 give recall@10 0.99 (MiniLM, 25k rows: 0.991 at
+# 3.9 ms, against 0.997 at 7.2 ms with 200), and below a fifth of the exact
+# scan's row limit an exact scan is cheaper still.
+WHOLE_FRACTION = 0.9
+WHOLE_EF_SEARCH = 100
 MAX_SCAN_TUPLES_DEFAULT = 20_000  # pgvector's default hnsw.max_scan_tuples
 MAX_SCAN_TUPLES_CAP = 2_000_000
 # enable_indexscan off keeps the planner off the HNSW index (B-tree bitmap scans
@@ -132,8 +139,12 @@ def choose(
     fraction = None
     if filtered and estimated_rows is not None:
         fraction = estimated_rows / max(total_rows or 0.0, estimated_rows, 1.0)
-        few = few_rows(estimated_rows, total_rows, dim)
-        if few or not iterative:
+        whole = fraction >= WHOLE_FRACTION
+        if whole:
+            few = estimated_rows <= exact_max_rows(dim) // 5
+        else:
+            few = few_rows(estimated_rows, total_rows, dim)
+        if few or (not iterative and not whole):
             reason = (
                 f"the filter matches ~{estimated_rows:.0f} of ~{total_rows or 0:.0f} rows "
                 f"({fraction:.2%}): an exact scan of those rows is cheaper and exact"
@@ -153,8 +164,9 @@ def choose(
     # a plan the planner prefers to the index (a large k, a filter) from compiling.
     settings: dict[str, str] = {"jit": "off"}
     wanted = ef_search
+    whole = fraction is not None and fraction >= WHOLE_FRACTION
     if wanted is None and filtered:
-        wanted = filtered_ef_search(fraction)
+        wanted = WHOLE_EF_SEARCH if whole else filtered_ef_search(fraction)
     if wanted is None:
         # Keep the server's (or pool's) hnsw.ef_search, but never below k.
         settings["hnsw.ef_search"] = f"max:{min(k, EF_SEARCH_MAX)}"
@@ -165,6 +177,13 @@ def choose(
             " as asked" if ef_search is not None else f" to k={k}"
         )
         return Plan("hnsw", reason, settings, estimated_rows, total_rows)
+    if whole and not iterative:
+        # Nearly every candidate passes: a plain scan returns k rows.
+        reason = (
+            f"the filter keeps ~{estimated_rows or 0:.0f} of the ~{total_rows or 0:.0f} rows "
+            "it reads: their HNSW indexes, as without a filter"
+        )
+        return Plan("hnsw", reason, settings, estimated_rows, total_rows)
     settings["hnsw.iterative_scan"] = "relaxed_order"
     need = k / fraction if fraction else k
     settings["hnsw.max_scan_tuples"] = str(
@@ -173,6 +192,7 @@ def choose(
     reason = (
         f"the filter matches ~{estimated_rows or 0:.0f} of ~{total_rows or 0:.0f} rows: "
         "an iterative HNSW scan, re-sorted by distance"
+        + (" (nearly all pass: ef_search as without a filter)" if whole else "")
         if filtered
         else f"k={k} exceeds ef_search's maximum: an iterative HNSW scan"
     )

@@ -73,6 +73,11 @@ def search_sql(
             f"FROM {table}{cond} ORDER BY {DISTANCE} LIMIT $2) "
             f"SELECT * FROM c ORDER BY {DISTANCE}"
         )
+    if strategy == "exact":
+        # An order no index provides: PostgreSQL 18 still scans a LIST
+        # partition's HNSW index under enable_indexscan=off once pruning leaves
+        # that one partition (approximate rows from an "exact" search).
+        distance = f"({distance}) + 0"
     return (
         f"SELECT {select}, {distance} AS {DISTANCE} FROM {table}{cond} ORDER BY {DISTANCE} LIMIT $2"
     )

@@ -121,8 +121,21 @@ def check(caps: Capabilities, *, need_create: bool) -> None:
             f"{caps.database!r}, then connect again."
         )
     if caps.pgvector < MIN_PGVECTOR:
+        package = f"postgresql-{caps.server_version_num // 10000}-pgvector"
+        where = (
+            f"created in database {caps.database!r}"
+            if installed
+            else "the version this server would install"
+        )
+        then = (
+            f"then run `ALTER EXTENSION vector UPDATE;` in {caps.database!r} (it updates to "
+            "the newest version installed)"
+            if installed
+            else "then connect again"
+        )
         raise ConfigError(
-            f"pgvector {installed or available} is too old: vecdb needs 0.7 or newer (0.8 "
-            "for iterative index scans). Upgrade the package on the server, then run "
-            "`ALTER EXTENSION vector UPDATE;`."
+            f"pgvector {installed or available} ({where}) is too old: vecdb needs 0.7 or "
+            f"newer (0.8 for iterative index scans). Install a newer pgvector on the server "
+            f"(e.g. `apt install {package}`, or build it from source), {then}. Nothing was "
+            "changed."
         )

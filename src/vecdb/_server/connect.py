@@ -14,13 +14,21 @@ import anyio
 import asyncpg
 
 from .._config import MigrationConfig, PoolConfig, env_str, redact_dsn, server_settings_from_env
-from .._errors import READ_ONLY, ConfigError, DatabaseError, PendingMigrationsError, translating
+from .._errors import (
+    READ_ONLY,
+    ConfigError,
+    ConnectError,
+    DatabaseError,
+    PendingMigrationsError,
+    translating,
+)
 from .._migrate.base import Migration
 from .._migrate.engine import Migrator
 from .._migrate.sources import load_sources
 from .._typing import Connection
 from . import capabilities
 from . import embedded as _embedded
+from . import pgbouncer as _pgbouncer
 from . import reconfigure as _reconfigure
 from .database import Database
 from .pool import create_pool
@@ -37,13 +45,16 @@ _CONNECT_TIMEOUT = 15.0
 class _Connector:
     """Dedicated (non-pooled) connections for migrations; checks the server on first use."""
 
-    def __init__(self, dsn: str, *, need_create: bool) -> None:
+    def __init__(self, dsn: str, *, need_create: bool, pgbouncer: bool = False) -> None:
         self._dsn = dsn
         self._need_create = need_create
+        self._pgbouncer = pgbouncer
         self._checked = False
 
     async def __call__(self) -> Connection:
-        conn = await open_connection(self._dsn, application_name="vecdb-migrate")
+        conn = await open_connection(
+            self._dsn, application_name="vecdb-migrate", pgbouncer=self._pgbouncer
+        )
         if not self._checked:
             try:
                 with translating():
@@ -56,19 +67,32 @@ class _Connector:
         return conn
 
 
-async def open_connection(dsn: str, *, application_name: str) -> Connection:
-    """One direct connection, with connection failures turned into `ConnectError`."""
-    with translating(connecting_to=redact_dsn(dsn)):
-        return await asyncpg.connect(
-            dsn,
-            timeout=_CONNECT_TIMEOUT,
-            server_settings={
-                "application_name": application_name,
-                # Lets the server notice within a second that a client died in the
-                # middle of a long statement, so its locks go with it.
-                "client_connection_check_interval": "1000",
-            },
-        )
+async def open_connection(
+    dsn: str, *, application_name: str, pgbouncer: bool = False
+) -> Connection:
+    """One direct connection, with connection failures turned into `ConnectError`.
+
+    ``pgbouncer``: the DSN goes through PgBouncer, which refuses every startup
+    setting but a few (``application_name`` is one), and prepared statements.
+    """
+    settings = {"application_name": application_name}
+    if not pgbouncer:
+        # Lets the server notice within a second that a client died in the
+        # middle of a long statement, so its locks go with it.
+        settings["client_connection_check_interval"] = "1000"
+    try:
+        with translating(connecting_to=redact_dsn(dsn)):
+            return await asyncpg.connect(
+                dsn,
+                timeout=_CONNECT_TIMEOUT,
+                server_settings=settings,
+                statement_cache_size=0 if pgbouncer else 100,  # 100: asyncpg's default
+            )
+    except ConnectError as exc:
+        hint = _pgbouncer.startup_refused(exc)
+        if hint is None:
+            raise
+        raise hint from exc
 
 
 async def _open(
@@ -104,10 +128,18 @@ async def _open(
         dsn = embedded.dsn
     else:
         _check_dsn_options(data_dir=data_dir, server_settings=server_settings)
-    migration_dsn = migration_dsn or env_str("VECDB_MIGRATION_DSN") or dsn
+    direct = migration_dsn or env_str("VECDB_MIGRATION_DSN")
+    _pgbouncer.check_migrations(pool_config, migrate=migrate, direct=direct is not None)
 
     migrator = Migrator(
-        _Connector(migration_dsn, need_create=migrate == "apply"), sources, migration_config
+        _Connector(
+            direct or dsn,
+            need_create=migrate == "apply",
+            pgbouncer=pool_config.pgbouncer and direct is None,
+        ),
+        sources,
+        migration_config,
+        lock_refused=_pgbouncer.LOCK_REFUSED if pool_config.pgbouncer and direct is None else None,
     )
     if migrate == "apply":
         await _upgrade(migrator)
@@ -115,14 +147,20 @@ async def _open(
         with translating():
             await migrator.check()
 
-    with translating(connecting_to=redact_dsn(dsn)):
-        pool_ = await create_pool(dsn, pool_config)
-        try:
-            # The first connection of a pool with min_size=0 is made here.
-            found = await pool_.capabilities()
-        except BaseException:
-            await pool_.close()
+    try:
+        with translating(connecting_to=redact_dsn(dsn)):
+            pool_ = await create_pool(dsn, pool_config)
+            try:
+                # The first connection of a pool with min_size=0 is made here.
+                found = await pool_.capabilities()
+            except BaseException:
+                await pool_.close()
+                raise
+    except ConnectError as exc:
+        hint = _pgbouncer.startup_refused(exc)
+        if hint is None:
             raise
+        raise hint from exc
     logger.info(
         "connected to %s in %.1f ms (migrate=%s)",
         f"embedded server {embedded.data_dir}" if embedded else redact_dsn(dsn),
@@ -195,6 +233,15 @@ class ConnectCall:
 
     def __await__(self) -> Generator[Any, None, Database]:
         return _open(**self._kwargs).__await__()
+
+    def __repr__(self) -> str:
+        # What `asyncio.run(vecdb.connect())` shows: it refuses anything but a coroutine
+        # with "a coroutine was expected, got <repr>", so the repr says what to do.
+        return (
+            "<vecdb.connect() call, not a coroutine: await it inside an async function "
+            "(db = await vecdb.connect(...)) or use `async with vecdb.connect(...) as db:`; "
+            "asyncio.run() takes that function's coroutine, asyncio.run(main())>"
+        )
 
     async def __aenter__(self) -> Database:
         self._database = await _open(**self._kwargs)

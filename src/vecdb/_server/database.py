@@ -10,6 +10,7 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+from .._collections import adopt as _adopt
 from .._collections import collection as _collection
 from .._collections.catalog import CollectionInfo
 from .._collections.collection import DEFAULT_INDEX, Collection
@@ -367,6 +368,66 @@ class Database:
             timeout=timeout,
             iterative=self._capabilities.iterative_scan,
             partition=partition,
+        )
+
+    async def adopt(
+        self,
+        table: str,
+        model: type[M],
+        *,
+        vector_field: str = "embedding",
+        id_field: str = "id",
+        schema: str = "public",
+        name: str | None = None,
+        metric: Metric | None = None,
+        timeout: float | None = None,
+    ) -> Collection[M]:
+        """Register an existing pgvector table as a collection, without copying a row.
+
+        The table's columns are checked against the model (a field per column
+        it uses, same types, the primary key, the vector's dimension); any
+        difference fails with all of them and changes nothing. Otherwise the only
+        write is the catalog row: no DDL, no index. An existing HNSW index on the
+        vector column is recorded (``collection.spec["index"]``, and its metric);
+        without one, a warning says that searches are exact until
+        ``create_index()``. Calling it again opens the adopted collection.
+
+        Example:
+            >>> class Doc(vecdb.Record):
+            ...     id: str
+            ...     vec: vecdb.Vector
+            ...     metadata: dict[str, Any]
+            >>> docs = await db.adopt(
+            ...     "docs", Doc, vector_field="vec", schema="vecs"
+            ... )  # doctest: +SKIP
+
+        Args:
+            table: The existing table.
+            model: The `Record` subclass; its field names are the column names.
+            vector_field: The vector column (and the model's field of that name).
+            id_field: The primary key column (and the model's field of that name).
+            schema: The table's schema.
+            name: The collection's name (default: the table's).
+            metric: The distance; default the HNSW index's, else ``"cosine"``.
+            timeout: Seconds to wait for a pooled connection.
+
+        Raises:
+            SchemaMismatchError: The table has no vector column, another dimension,
+                or columns that differ from the model; ``differences`` lists each.
+            ConfigError: No such table, a partitioned one, a bad name, or a name
+                taken by another collection.
+        """
+        return await _adopt.adopt(
+            self._pool,
+            table,
+            model,
+            vector_field=vector_field,
+            id_field=id_field,
+            schema=schema,
+            name=name,
+            metric=metric,
+            timeout=timeout,
+            iterative=self._capabilities.iterative_scan,
         )
 
     async def collections(self, *, timeout: float | None = None) -> list[CollectionInfo]:
