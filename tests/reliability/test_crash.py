@@ -1,6 +1,6 @@
 """kill -9 of the whole server (postmaster and every backend) during a bulk upsert.
 
-The upsert writes 200,000 rows in batches of 20,000, each batch its own
+The upsert writes 200,000 rows in batches of 10,000, each batch its own
 transaction. The server is killed once a given number of batches has committed
 and the next one is being written. After a restart the collection holds exactly
 the committed batches, row for row, and its HNSW index is valid and used.
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 logger = logging.getLogger(__name__)
 
 ROWS = 200_000
-BATCH = 20_000
+BATCH = 10_000
 
 # The statement the app's backend runs when we kill: the first batch is loaded
 # into the empty table, its index dropped and built again in the same

@@ -82,7 +82,7 @@ async def test_the_password_appears_in_no_log_error_or_repr(
 
 @pytest.mark.parametrize(
     "args",
-    [["status"], ["history"], ["collections"], ["doctor"], ["tune"], ["status", "--json"]],
+    [["status", "--json"], ["collections"], ["doctor"], ["tune"]],
     ids=" ".join,
 )
 @pytest.mark.parametrize("in_query", [False, True], ids=["in-authority", "in-query"])
@@ -90,7 +90,7 @@ def test_the_cli_never_prints_the_password(dsn: str, args: list[str], in_query: 
     secret_dsn, secret = _with_password(dsn, in_query=in_query)
     missing_db = urlunsplit(urlsplit(secret_dsn)._replace(path="/no_such_database"))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    for target, how in ((secret_dsn, "flag"), (missing_db, "flag"), (secret_dsn, "env")):
+    for target, how in ((secret_dsn, "flag"), (missing_db, "env")):
         argv = [sys.executable, "-m", "vecdb", *args, "--verbose"]
         run_env = dict(env)
         if how == "flag":
