@@ -145,13 +145,30 @@ def tuning_from_env(environ: Mapping[str, str] | None = None) -> TuningEnv:
     )
 
 
+# Query parameters of a DSN that hold secrets (libpq's names; asyncpg reads them too).
+_SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
+
+
 def redact_dsn(dsn: str) -> str:
-    """The DSN with its password masked, for messages, logs and repr."""
+    """The DSN with its password masked, for messages, logs and repr.
+
+    Both places a DSN may carry one are masked: ``user:password@`` and a
+    ``?password=`` (or ``sslpassword=``) parameter.
+    """
     parts = urlsplit(dsn)
+    netloc = parts.netloc
     if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return dsn
+        netloc = netloc.replace(f":{parts.password}@", ":***@")
+    items = parts.query.split("&") if parts.query else []
+    query = "&".join(
+        f"{item.split('=', 1)[0]}=***"
+        if item.split("=", 1)[0].lower() in _SECRET_PARAMETERS
+        else item
+        for item in items
+    )
+    if (netloc, query) == (parts.netloc, parts.query):
+        return dsn
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def _describe(field: pydantic.fields.FieldInfo) -> str:

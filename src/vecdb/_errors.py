@@ -5,6 +5,7 @@ The tree::
     VecdbError
     ├── ConfigError                   bad argument, environment variable or server set-up
     ├── ConnectError                  the server cannot be reached or refused us
+    │   └── ConnectionLostError       the connection died during a call (and was discarded)
     ├── DatabaseClosedError           the Database was closed
     ├── TimeoutError                  something did not finish in time (the four below)
     │   ├── PoolTimeoutError          no pooled connection within acquire_timeout
@@ -37,31 +38,27 @@ both catch a `QueryTimeoutError`.)
 Every message says what was wrong and what to do about it; every subclass carries
 the data a program needs to react (versions, field names, ids).
 
-Driver errors become vecdb errors here and nowhere else: `translate` (and the
-`translating` block) maps a server error through `_SQLSTATES`, one row per
-SQLSTATE with its class and advice, the way asyncpg registers its exception
-classes by sqlstate; anything else from the driver or the network becomes a
-`ConnectError`, a `QueryTimeoutError` or a plain `VecdbError`.
+Driver errors become vecdb errors in one place, `vecdb._translate`, whose
+names (`translate`, `translating`, `DRIVER_ERRORS` and the SQLSTATEs callers
+test) are re-exported here. A connection that died under a call is a
+`ConnectionLostError`, and the pool discards that connection.
 """
 
 from __future__ import annotations
 
-import asyncio
-import builtins
-import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
-
-import asyncpg
 
 __all__ = [
     "DRIVER_ERRORS",
     "INVALID_SCHEMA_NAME",
+    "READ_ONLY",
     "UNDEFINED_TABLE",
     "ArchiveChecksumError",
     "CollectionNotFoundError",
     "ConfigError",
     "ConnectError",
+    "ConnectionLostError",
     "DatabaseClosedError",
     "DatabaseError",
     "DimensionMismatchError",
@@ -107,6 +104,16 @@ class ConnectError(VecdbError):
     """The database server could not be reached, or refused the connection."""
 
 
+class ConnectionLostError(ConnectError):
+    """The connection died during the call: the server restarted, crashed or ended it.
+
+    The connection was discarded (never handed out again); the pool opens a new
+    one on the next call. A read can simply be retried. A write that was cut off
+    before it returned was rolled back by the server, unless the connection was
+    lost while the commit itself was in flight: then read back to know.
+    """
+
+
 class DatabaseClosedError(VecdbError):
     """The `Database` was closed; open a new one with `vecdb.connect()`."""
 
@@ -120,7 +127,29 @@ class TimeoutError(VecdbError):
 
 
 class PoolTimeoutError(TimeoutError):
-    """No pooled connection became free within the acquire timeout."""
+    """No pooled connection became free within the acquire timeout.
+
+    Attributes:
+        timeout: The seconds waited.
+        in_use: Connections handed out when the wait ended.
+        max_size: The pool's limit.
+        waiting: Tasks waiting for a connection then, this one included.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        timeout: float | None = None,
+        in_use: int | None = None,
+        max_size: int | None = None,
+        waiting: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+        self.in_use = in_use
+        self.max_size = max_size
+        self.waiting = waiting
 
 
 class DatabaseError(VecdbError):
@@ -398,121 +427,13 @@ class DuplicateRecordError(DatabaseError):
         self.ids = tuple(ids)
 
 
-_PGBOUNCER_ADVICE = (
-    "Through PgBouncer in transaction mode? Connect with pool=vecdb.PoolConfig(pgbouncer=True) "
-    "(no prepared statement cache) and migration_dsn= a direct connection; see "
-    "docs/deployment.md."
+# The translation lives in its own module, which needs the classes above; these
+# names stay importable from here, where every module has always found them.
+from ._translate import (  # noqa: E402
+    DRIVER_ERRORS,
+    INVALID_SCHEMA_NAME,
+    READ_ONLY,
+    UNDEFINED_TABLE,
+    translate,
+    translating,
 )
-
-# SQLSTATE -> (class, what to do). Codes not listed become a plain DatabaseError.
-_SQLSTATES: Mapping[str, tuple[type[DatabaseError], str]] = {
-    "55P03": (
-        LockTimeoutError,
-        "The lock was not granted within lock_timeout; retry when the other work ends.",
-    ),
-    "57014": (
-        QueryTimeoutError,
-        "Raise statement_timeout (PoolConfig / VECDB_POOL_STATEMENT_TIMEOUT) if needed.",
-    ),
-    # A prepared statement missing, or there already, on a server connection: the
-    # mark of PgBouncer in transaction mode with asyncpg's statement cache on.
-    "26000": (DatabaseError, _PGBOUNCER_ADVICE),
-    "42P05": (DatabaseError, _PGBOUNCER_ADVICE),
-    "42501": (
-        DatabaseError,
-        "This role lacks the privilege. A runtime role (`vecdb grant ROLE`) reads and writes "
-        "collections but changes no schema: create or drop collections, build indexes, "
-        "archive, restore and migrate as the owner role (e.g. through migration_dsn or the "
-        "CLI's --dsn), or run `vecdb grant ROLE` again after new collections were made.",
-    ),
-    "23505": (
-        DuplicateRecordError,
-        "A record with this key exists already (perhaps written by another session just "
-        "now); nothing of the statement was written. Use upsert() to replace it.",
-    ),
-}
-
-# SQLSTATEs that callers react to by value (a table or schema not created yet).
-UNDEFINED_TABLE = "42P01"
-INVALID_SCHEMA_NAME = "3F000"
-
-# What the driver and the network raise: cleanup code that must not fail on
-# them (closing a broken connection) catches exactly these.
-DRIVER_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    OSError,
-)
-
-
-def _server_error(exc: asyncpg.PostgresError) -> DatabaseError:
-    sqlstate = getattr(exc, "sqlstate", None)
-    detail = getattr(exc, "detail", None)
-    hint = getattr(exc, "hint", None)
-    # asyncpg's text may carry DETAIL and HINT lines of its own (two spaces, as
-    # psql prints them): keep the message, then one DETAIL and one HINT line.
-    message = "\n".join(
-        line for line in str(exc).splitlines() if not line.startswith(("DETAIL:  ", "HINT:  "))
-    )
-    if detail:
-        message += f"\nDETAIL: {detail}"
-    if hint:
-        message += f"\nHINT: {hint}"
-    cls, advice = _SQLSTATES.get(sqlstate or "", (DatabaseError, ""))
-    if advice:
-        message += f"\n{advice}"
-    return cls(message, sqlstate=sqlstate, detail=detail, hint=hint)
-
-
-def translate(exc: BaseException, *, connecting_to: str | None = None) -> VecdbError | None:
-    """Return the vecdb error for a driver or network error, or ``None`` if it is not one.
-
-    This is the only place asyncpg's exceptions become vecdb's.
-
-    Args:
-        exc: The error.
-        connecting_to: The server being connected to (a redacted DSN): any
-            driver error is then a `ConnectError` that names it.
-    """
-    if isinstance(exc, VecdbError):
-        return exc
-    translated = _driver_error(exc)
-    if translated is not None and connecting_to is not None:
-        return ConnectError(
-            f"cannot connect to {connecting_to}: {translated}. Check that the server is "
-            "running and the DSN's host, port, database, user and password are right."
-        )
-    return translated
-
-
-def _driver_error(exc: BaseException) -> VecdbError | None:
-    if isinstance(exc, asyncpg.PostgresError):
-        return _server_error(exc)
-    if isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError):
-        return VecdbError(f"database client error: {exc}")
-    if isinstance(exc, builtins.TimeoutError | asyncio.TimeoutError):
-        return QueryTimeoutError(
-            "the query did not finish within its timeout; pass a larger timeout= "
-            "or raise PoolConfig.command_timeout"
-        )
-    if isinstance(exc, OSError):
-        return ConnectError(f"lost or could not open the database connection: {exc}")
-    return None
-
-
-@contextlib.contextmanager
-def translating(*, connecting_to: str | None = None) -> Iterator[None]:
-    """Re-raise driver errors raised inside the block as vecdb errors (``from`` the original).
-
-    Args:
-        connecting_to: As for `translate`: the block opens a connection to this server.
-    """
-    try:
-        yield
-    except VecdbError:
-        raise
-    except DRIVER_ERRORS as exc:
-        translated = translate(exc, connecting_to=connecting_to)
-        assert translated is not None  # noqa: S101 - translate() covers every DRIVER_ERRORS type
-        raise translated from exc

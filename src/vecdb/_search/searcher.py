@@ -331,8 +331,13 @@ class Searcher(Generic[M]):
             async with gate, self._pool.acquire() as conn:
                 return await self._run(conn, query, prepared)
 
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(one(q)) for q in queries]
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(q)) for q in queries]
+        except ExceptionGroup as failed:
+            # The first query's error is the call's (the others were cancelled with
+            # it), raised as itself: callers catch vecdb errors, not a group.
+            raise failed.exceptions[0]  # noqa: B904 - keeps the error's own cause
         return [t.result() for t in tasks]
 
     async def explain(

@@ -15,7 +15,14 @@ import anyio
 import asyncpg
 
 from .._config import MigrationConfig, PoolConfig, env_str, redact_dsn, server_settings_from_env
-from .._errors import ConfigError, ConnectError, translating
+from .._errors import (
+    READ_ONLY,
+    ConfigError,
+    ConnectError,
+    DatabaseError,
+    PendingMigrationsError,
+    translating,
+)
 from .._migrate.base import Migration
 from .._migrate.engine import Migrator
 from .._migrate.sources import load_sources
@@ -143,9 +150,10 @@ async def _open(
         step_span=monitor.tracing.migration_step if monitor.tracing else None,
     )
     if migrate == "apply":
-        await migrator.upgrade()
+        await _upgrade(migrator)
     elif migrate == "check":
-        await migrator.check()
+        with translating():
+            await migrator.check()
 
     try:
         with translating(connecting_to=redact_dsn(dsn)):
@@ -168,6 +176,31 @@ async def _open(
         migrate,
     )
     return Database(pool=pool_, capabilities=found, migrator=migrator, dsn=dsn, embedded=embedded)
+
+
+async def _upgrade(migrator: Migrator) -> None:
+    """Apply pending migrations; on a read-only server, accept a schema that is current."""
+    try:
+        with translating():
+            await migrator.upgrade()
+    except DatabaseError as exc:
+        if exc.sqlstate != READ_ONLY:
+            raise
+        # A standby, or default_transaction_read_only: nothing can be written here, and
+        # nothing needs to be when every migration is applied already.
+        try:
+            with translating():
+                await migrator.check()
+        except PendingMigrationsError as pending:
+            names = ", ".join(f"{source} {version}" for source, version, _ in pending.pending)
+            raise ConfigError(
+                f"the server is read-only (a standby, or default_transaction_read_only is "
+                f"on), so the pending migrations ({names}) cannot be applied there. Apply "
+                "them on the primary (`vecdb migrate --dsn PRIMARY`, or "
+                "connect(migration_dsn=PRIMARY)), or connect with migrate='off' to read "
+                "with the schema as it is.",
+                setting="migrate",
+            ) from exc.__cause__ or exc
 
 
 def _check_dsn_options(

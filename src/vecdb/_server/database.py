@@ -76,22 +76,26 @@ class Migrations:
     async def status(self) -> list[MigrationStatus]:
         """Every known migration per source: applied or pending, when, checksum, drift."""
         self._pool.check_open()
-        return await self._migrator.status()
+        with translating():
+            return await self._migrator.status()
 
     async def plan(self, to: int | None = None, source: str | None = None) -> list[MigrationStatus]:
         """The migrations ``upgrade(to, source)`` would run, in order; applies nothing."""
         self._pool.check_open()
-        return await self._migrator.plan(to, source)
+        with translating():
+            return await self._migrator.plan(to, source)
 
     async def history(self) -> list[HistoryEvent]:
         """Every event (applied, rolled back, failed, baselined, repaired), oldest first."""
         self._pool.check_open()
-        return await self._migrator.history()
+        with translating():
+            return await self._migrator.history()
 
     async def invalid_indexes(self) -> list[str]:
         """INVALID indexes (``schema.name``) left by failed concurrent builds."""
         self._pool.check_open()
-        return await self._migrator.invalid_indexes()
+        with translating():
+            return await self._migrator.invalid_indexes()
 
     async def upgrade(
         self, to: int | None = None, source: str | None = None
@@ -106,7 +110,8 @@ class Migrations:
             MigrationLockTimeout: Another session held the lock for longer than ``lock_wait``.
         """
         self._pool.check_open()
-        applied = await self._migrator.upgrade(to, source)
+        with translating():
+            applied = await self._migrator.upgrade(to, source)
         if applied:
             await self._on_change()
         return applied
@@ -121,7 +126,8 @@ class Migrations:
                 nothing was changed.
         """
         self._pool.check_open()
-        reverted = await self._migrator.rollback(to, source)
+        with translating():
+            reverted = await self._migrator.rollback(to, source)
         if reverted:
             await self._on_change()
         return reverted
@@ -129,12 +135,14 @@ class Migrations:
     async def repair(self) -> list[MigrationStatus]:
         """Accept changed code of applied migrations; each is logged as ``repaired``."""
         self._pool.check_open()
-        return await self._migrator.repair()
+        with translating():
+            return await self._migrator.repair()
 
     async def baseline(self, to: int, source: str | None = None) -> list[MigrationStatus]:
         """Record versions 1..``to`` of ``source`` as applied without running them."""
         self._pool.check_open()
-        return await self._migrator.baseline(to, source)
+        with translating():
+            return await self._migrator.baseline(to, source)
 
 
 class Database:

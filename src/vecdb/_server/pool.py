@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import time
 from collections.abc import AsyncIterator, Generator
 from typing import Any, Literal
@@ -24,7 +25,13 @@ import anyio
 import asyncpg
 
 from .._config import PoolConfig
-from .._errors import DatabaseClosedError, PoolTimeoutError, translating
+from .._errors import (
+    DRIVER_ERRORS,
+    ConnectionLostError,
+    DatabaseClosedError,
+    PoolTimeoutError,
+    translating,
+)
 from .._monitor.histogram import Histogram
 from .._monitor.recorder import Monitor
 from .._typing import Connection, Pool, PoolConnection
@@ -42,6 +49,8 @@ __all__ = [
     "server_settings",
 ]
 
+logger = logging.getLogger("vecdb.pool")
+
 IsolationLevel = Literal["read_committed", "repeatable_read", "serializable"]
 
 
@@ -51,6 +60,16 @@ class PooledConnection(Connection):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.vecdb_born = time.monotonic()
+
+    def _cleanup(self) -> None:
+        # asyncpg (0.32) runs this when the connection is lost, but leaves a COPY
+        # that waits for the socket to drain (``writing_allowed``) waiting: for its
+        # whole timeout, or for ever. Waking it makes the COPY fail now, with the
+        # connection's loss, as every other statement does.
+        writing = getattr(getattr(self, "_protocol", None), "writing_allowed", None)
+        if writing is not None:
+            writing.set()
+        super()._cleanup()  # type: ignore[misc]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -150,6 +169,11 @@ class Acquire:
     async def __aexit__(self, *exc: object) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
+            if isinstance(exc[1], ConnectionLostError):
+                # Dead, or cut off mid-protocol: in no state to serve anyone again.
+                # (A dead one asyncpg has already taken back, and says so.)
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    conn.terminate()
             await self._pool.release(conn)
 
 
@@ -240,7 +264,11 @@ class ConnectionPool:
         return PoolTimeoutError(
             f"no database connection became free within {budget:g}s "
             f"({stats.in_use} in use of max_size={stats.max_size}, {stats.waiting} waiting). "
-            "Raise PoolConfig.max_size / acquire_timeout, or hold connections for less time."
+            "Raise PoolConfig.max_size / acquire_timeout, or hold connections for less time.",
+            timeout=budget,
+            in_use=stats.in_use,
+            max_size=stats.max_size,
+            waiting=stats.waiting,
         )
 
     async def release(self, conn: PoolConnection) -> None:
@@ -253,7 +281,13 @@ class ConnectionPool:
         if lifetime is not None and born is not None and time.monotonic() - born > lifetime:
             self._retired += 1
             conn.terminate()
-        await self._pool.release(conn)
+        try:
+            await self._pool.release(conn)
+        except DRIVER_ERRORS as exc:
+            # The reset (ROLLBACK, RESET ALL) found the connection dead: asyncpg has
+            # terminated it, and the next acquire opens a new one. What the caller
+            # did before is done (or was already reported), so this is no error of theirs.
+            logger.info("discarded a broken database connection on release: %s", exc)
 
     @contextlib.asynccontextmanager
     async def transaction(
