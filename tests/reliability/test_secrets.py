@@ -16,8 +16,15 @@ import traceback
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry, generate_latest
 
 import vecdb
+from vecdb.prometheus import VecdbCollector
 
 from ._load import DIM, Doc, doc, query
 
@@ -104,3 +111,33 @@ def test_the_cli_never_prints_the_password(dsn: str, args: list[str], in_query: 
         assert output, argv
         assert secret not in output, (argv[3:], output)
         assert quote(secret) not in output, (argv[3:], output)
+
+
+@pytest.mark.parametrize("in_query", [False, True], ids=["in-authority", "in-query"])
+async def test_the_password_appears_in_no_stats_metric_or_span(dsn: str, in_query: bool) -> None:
+    secret_dsn, secret = _with_password(dsn, in_query=in_query)
+    spans, reader = InMemorySpanExporter(), InMemoryMetricReader()
+    tracer = TracerProvider()
+    tracer.add_span_processor(SimpleSpanProcessor(spans))
+    meter = MeterProvider(metric_readers=[reader])
+    seen: list[str] = []
+    async with vecdb.connect(secret_dsn, tracer_provider=tracer, meter_provider=meter) as db:
+        docs = await db.collection("docs", Doc, dim=DIM)
+        await docs.upsert([doc(1), doc(2)])
+        await docs.search(query(1), k=1)
+        with pytest.raises(vecdb.VecdbError):
+            await docs.search([0.0] * DIM, k=1)  # a failed span, with its exception event
+        stats = await db.stats()
+        seen += [repr(stats), str(stats.to_dict())]
+        registry = CollectorRegistry()
+        registry.register(VecdbCollector(db))
+        seen.append(generate_latest(registry).decode())
+    tracer.shutdown()
+    finished = spans.get_finished_spans()
+    assert finished, "no span was exported"
+    for span in finished:
+        seen += [span.name, repr(dict(span.attributes or {}))]
+        seen += [repr(dict(e.attributes or {})) for e in span.events]
+    seen.append(reader.get_metrics_data().to_json())  # type: ignore[union-attr]
+    meter.shutdown()
+    assert [text for text in seen if secret in text or quote(secret) in text] == []
