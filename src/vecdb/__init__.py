@@ -35,6 +35,8 @@ from ._errors import (
     PoolTimeoutError,
     QueryTimeoutError,
     RecordValidationError,
+    ReplicaConflictError,
+    ReplicaUnavailableError,
     SchemaMismatchError,
     SchemaTooNewError,
     TimeoutError,
@@ -51,6 +53,8 @@ from ._server.connect import ConnectCall, connect
 from ._server.database import Database, Health, Migrations
 from ._server.embedded import EmbeddedServer
 from ._server.pool import PoolStats
+from ._server.replica_config import ReplicaConfig
+from ._server.replicas import ReplicaStatus
 from ._typing import Connection
 from ._version import __version__
 
@@ -99,6 +103,10 @@ __all__ = [
     "QueryTimeoutError",
     "Record",
     "RecordValidationError",
+    "ReplicaConfig",
+    "ReplicaConflictError",
+    "ReplicaStatus",
+    "ReplicaUnavailableError",
     "SchemaMismatchError",
     "SchemaTooNewError",
     "Storage",

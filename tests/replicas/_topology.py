@@ -50,10 +50,23 @@ class Server:
             capture_output=True,
         )
 
+    def statements(self, database: str, containing: str) -> int:
+        """How many statements in ``database`` whose text holds ``containing`` this server ran."""
+        prefix = f"{database}|"
+        return sum(
+            1
+            for line in self.log.read_text(errors="replace").splitlines()
+            if line.startswith(prefix)
+            and ("statement: " in line or "execute " in line)
+            and containing in line
+        )
+
     def start(self) -> None:
         options = (
             f"-c listen_addresses='' -c unix_socket_directories={self.sockets} -c port={_PORT} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+            # Each server's log is the tests' record of the statements it ran.
+            "-c log_statement=all -c log_line_prefix='%d|%a| '"
         )
         self._pg_ctl("-l", str(self.log), "-o", options, "-w", "-t", _WAIT, "start")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -25,6 +25,8 @@ from . import pgbouncer as _pgbouncer
 from . import reconfigure as _reconfigure
 from .database import Database
 from .pool import create_pool
+from .replica_config import ReplicaConfig
+from .replicas import open_router, replica_dsns
 
 __all__ = ["ConnectCall", "connect", "open_connection"]
 
@@ -53,6 +55,7 @@ class _Connector:
                 with translating():
                     found = await capabilities.read(conn)
                 capabilities.check(found, need_create=self._need_create)
+                refuse_standby(found.in_recovery, self._dsn)
             except BaseException:
                 conn.terminate()
                 raise
@@ -98,8 +101,13 @@ async def _open(
     migration_dsn: str | None,
     migration_config: MigrationConfig | None,
     server_settings: Mapping[str, str] | None,
+    replicas: Sequence[str] | None = None,
+    read_your_writes: bool = False,
+    replica_config: ReplicaConfig | None = None,
 ) -> Database:
     started = time.perf_counter()
+    replicas = replica_dsns(replicas)
+    replica_config = replica_config or ReplicaConfig.from_env()
     if migrate not in _MIGRATE_MODES:
         raise ConfigError(
             f"migrate={migrate!r} is not one of {', '.join(map(repr, _MIGRATE_MODES))}",
@@ -159,7 +167,34 @@ async def _open(
         (time.perf_counter() - started) * 1000,
         migrate,
     )
-    return Database(pool=pool_, capabilities=found, migrator=migrator, dsn=dsn, embedded=embedded)
+    router = None
+    if replicas:
+        try:
+            router = await open_router(
+                pool_, replicas, replica_config, read_your_writes=read_your_writes
+            )
+        except BaseException:
+            await pool_.close()
+            raise
+    return Database(
+        pool=pool_,
+        capabilities=found,
+        migrator=migrator,
+        dsn=dsn,
+        embedded=embedded,
+        replicas=router,
+    )
+
+
+def refuse_standby(in_recovery: bool, dsn: str) -> None:
+    """Migrations write: refuse a standby given as the primary, before anything runs."""
+    if in_recovery:
+        raise ConfigError(
+            f"{redact_dsn(dsn)} is a standby (pg_is_in_recovery() is true), which is read-only: "
+            "migrations must run on the primary. Pass the primary's DSN as dsn= (or "
+            'migration_dsn=) and the standby in replicas=, or connect with migrate="off".',
+            setting="dsn",
+        )
 
 
 def _check_dsn_options(
@@ -234,6 +269,9 @@ def connect(
     migration_dsn: str | None = None,
     migration_config: MigrationConfig | None = None,
     server_settings: Mapping[str, str] | None = None,
+    replicas: Iterable[str] | None = None,
+    read_your_writes: bool = False,
+    replica_config: ReplicaConfig | None = None,
 ) -> ConnectCall:
     """Connect to PostgreSQL, apply migrations, and open a pool.
 
@@ -265,6 +303,14 @@ def connect(
             running for other processes is left alone, and what differs is logged).
             Not for a DSN: see ``vecdb tune``, or `PoolConfig.server_settings` for
             per-session settings.
+        replicas: DSNs of streaming standbys of ``dsn``'s server (default
+            ``$VECDB_REPLICA_DSNS``, comma-separated). Searches and reads go to them,
+            writes and migrations to ``dsn``; see docs/replicas.md.
+        read_your_writes: A task's reads see its own earlier writes: they go to a
+            replica that has replayed them (waiting up to
+            ``ReplicaConfig.consistency_wait``), else to the primary.
+        replica_config: Lag bounds, fallback and choice; default
+            `ReplicaConfig.from_env()` (``VECDB_REPLICA_*``).
 
     Raises:
         ConfigError: Bad arguments or environment, a server without what vecdb needs,
@@ -281,4 +327,7 @@ def connect(
         migration_dsn=migration_dsn,
         migration_config=migration_config,
         server_settings=dict(server_settings) if server_settings is not None else None,
+        replicas=tuple(replicas) if replicas is not None else None,
+        read_your_writes=read_your_writes,
+        replica_config=replica_config,
     )
