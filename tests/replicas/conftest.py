@@ -5,22 +5,24 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 import asyncpg
 import pytest
 
-from ._topology import Topology, topology
+from ._topology import Server, Topology, topology
 
 
-async def wait_replayed(top: Topology, database: str = "postgres") -> None:
-    """Until every running standby has replayed everything the primary has written so far."""
+async def wait_replayed(
+    top: Topology, database: str = "postgres", standbys: Sequence[Server] | None = None
+) -> None:
+    """Until ``standbys`` (default all) have replayed everything the primary has written so far."""
     primary = await asyncpg.connect(top.primary.dsn(database))
     try:
         target = await primary.fetchval("SELECT pg_current_wal_insert_lsn()::text")
     finally:
         await primary.close()
-    for standby in top.standbys:
+    for standby in top.standbys if standbys is None else standbys:
         conn = await asyncpg.connect(standby.dsn(database))
         try:
             while not await conn.fetchval(  # noqa: ASYNC110 - polls the server, not an event
@@ -60,8 +62,8 @@ class Replicated:
     def standbys(self) -> list[str]:
         return [s.dsn(self.database) for s in self.topology.standbys]
 
-    async def replayed(self) -> None:
-        await wait_replayed(self.topology, self.database)
+    async def replayed(self, *standbys: Server) -> None:
+        await wait_replayed(self.topology, self.database, standbys or None)
 
 
 async def _database(top: Topology) -> AsyncIterator[Replicated]:

@@ -68,6 +68,7 @@ _REPLAYED_SQL = "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn"
 # the write position, and a standby that reached the latter may not have it yet.
 _WRITTEN_SQL = "SELECT pg_current_wal_insert_lsn()::text"
 _UNREACHABLE: tuple[type[BaseException], ...] = (*DRIVER_ERRORS, TimeoutError)
+_CHECK_FAILED: tuple[type[BaseException], ...] = (VecdbError, *_UNREACHABLE)
 _POLL = 0.005  # seconds between replay checks while a read waits for a write
 _DOWN_SQLSTATES = ("57P01", "57P02", "57P03")  # shutdown, crash, not accepting yet
 
@@ -129,6 +130,13 @@ def _lsn(text: str) -> int:
     return (int(high, 16) << 32) | int(low, 16)
 
 
+def _closed(conn: PoolConnection) -> bool:
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:  # asyncpg detached it from the pool: it closed
+        return True
+
+
 def _failure(exc: BaseException) -> str | None:
     """``"conflict"``, ``"down"``, or ``None``: how a read failed, if another server might not."""
     if isinstance(exc, BaseExceptionGroup):
@@ -137,7 +145,12 @@ def _failure(exc: BaseException) -> str | None:
             if found is not None:
                 return found
         return None
-    for error in (exc, exc.__cause__):
+    chain: list[BaseException] = []
+    error: BaseException | None = exc
+    while error is not None and len(chain) < 8:  # a failed cleanup hides the first error
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    for error in chain:
         sqlstate = getattr(error, "sqlstate", None) or ""
         if sqlstate == "40001":
             return "conflict"
@@ -331,7 +344,7 @@ class ReplicaRouter:
     async def _release(self, conn: PoolConnection, exc: BaseException | None) -> None:
         if id(conn) not in self._held:  # a primary connection from _Write
             try:
-                if exc is None and self._read_your_writes and not conn.is_closed():
+                if exc is None and self._read_your_writes and not _closed(conn):
                     with translating():
                         _written.set(await conn.fetchval(_WRITTEN_SQL))
             finally:
@@ -344,12 +357,19 @@ class ReplicaRouter:
         replica.in_flight -= 1
         try:
             failure = _failure(exc) if exc is not None else None
+            if exc is not None and _closed(conn):
+                failure = failure or "down"  # whatever the error, the session is gone
             if failure is not None:
                 if failure == "down":
                     self._mark_down(replica, str(exc))
                 _routing.note_failure(replica.index, conflict=failure == "conflict")
         finally:
-            await replica.pool.release(conn)
+            try:
+                await replica.pool.release(conn)
+            except _UNREACHABLE as lost:
+                # The read itself is done; its standby went away before the reset on
+                # release (asyncpg has terminated the connection already).
+                self._mark_down(replica, f"connection lost: {lost}")
 
     async def release(self, conn: PoolConnection) -> None:
         """Return a connection obtained with ``await acquire(...)``."""
@@ -380,7 +400,7 @@ class ReplicaRouter:
             async with asyncio.timeout(bound), replica.pool.acquire() as conn:
                 with translating():
                     row = await conn.fetchrow(_LAG_SQL, primary_lsn)
-        except (VecdbError, TimeoutError) as exc:
+        except _CHECK_FAILED as exc:  # the release of a broken connection raises too
             self._mark_down(replica, f"no answer within {bound:g}s" if not str(exc) else str(exc))
             return
         assert row is not None  # noqa: S101 - a SELECT without FROM returns one row
