@@ -39,6 +39,7 @@ class Server:
     sockets: Path
     log: Path
     bin_dir: Path
+    log_statements: bool = True
 
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@/{database}?host={self.sockets}&port={_PORT}"
@@ -65,9 +66,10 @@ class Server:
         options = (
             f"-c listen_addresses='' -c unix_socket_directories={self.sockets} -c port={_PORT} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-            # Each server's log is the tests' record of the statements it ran.
-            "-c log_statement=all -c log_line_prefix='%d|%a| '"
         )
+        if self.log_statements:
+            # Each server's log is the tests' record of the statements it ran.
+            options += " -c log_statement=all -c log_line_prefix='%d|%a| '"
         self._pg_ctl("-l", str(self.log), "-o", options, "-w", "-t", _WAIT, "start")
 
     def stop(self, mode: str = "immediate") -> None:
@@ -86,14 +88,15 @@ def _mkdir(path: Path) -> None:
     subprocess.run(_parts._as_user(["mkdir", "-m", "0700", str(path)]), check=True)
 
 
-def _make(root: Path, name: str, bin_dir: Path) -> Server:
+def _make(root: Path, name: str, bin_dir: Path, log_statements: bool) -> Server:
     sockets = root / f"{name}-sockets"
     _mkdir(sockets)
-    return Server(name, root / f"{name}-data", sockets, root / f"{name}.log", bin_dir)
+    data, log = root / f"{name}-data", root / f"{name}.log"
+    return Server(name, data, sockets, log, bin_dir, log_statements)
 
 
-def _build(root: Path, bin_dir: Path, standbys: int) -> Topology:
-    primary = _make(root, "primary", bin_dir)
+def _build(root: Path, bin_dir: Path, standbys: int, log_statements: bool) -> Topology:
+    primary = _make(root, "primary", bin_dir, log_statements)
     subprocess.run(
         _parts._as_user(
             [
@@ -113,7 +116,7 @@ def _build(root: Path, bin_dir: Path, standbys: int) -> Topology:
     primary.start()
     made = []
     for i in range(1, standbys + 1):
-        standby = _make(root, f"standby{i}", bin_dir)
+        standby = _make(root, f"standby{i}", bin_dir, log_statements)
         subprocess.run(
             _parts._as_user(
                 [
@@ -140,7 +143,7 @@ def _build(root: Path, bin_dir: Path, standbys: int) -> Topology:
 
 
 @contextlib.contextmanager
-def topology(standbys: int = 2) -> Iterator[Topology]:
+def topology(standbys: int = 2, *, log_statements: bool = True) -> Iterator[Topology]:
     """A running primary with ``standbys`` streaming standbys; all stopped and removed after.
 
     Fails under ``CI`` when it cannot be built (the embedded wheel's binaries are
@@ -156,7 +159,7 @@ def topology(standbys: int = 2) -> Iterator[Topology]:
         servers: list[Server] = []
         try:
             try:
-                built = _build(root, bin_dir, standbys)
+                built = _build(root, bin_dir, standbys, log_statements)
             except (subprocess.CalledProcessError, OSError) as exc:
                 logs = "\n".join(
                     f"{log.name}: {log.read_text(errors='replace')[-1500:]}"
