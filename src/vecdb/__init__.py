@@ -54,7 +54,7 @@ from ._server.database import Database, Health, Migrations
 from ._server.embedded import EmbeddedServer
 from ._server.pool import PoolStats
 from ._server.replica_config import ReplicaConfig
-from ._server.replicas import ReplicaStatus
+from ._server.replica_state import ReplicaStatus
 from ._typing import Connection
 from ._version import __version__
 

@@ -249,8 +249,8 @@ class Database:
             PoolTimeoutError: No connection became free in time.
             DatabaseClosedError: The database was closed.
         """
-        if readonly and self._replicas is not None:
-            return self._replicas.acquire(timeout=timeout, readonly=True)
+        if self._replicas is not None:  # a write keeps its WAL position for read_your_writes
+            return self._replicas.acquire(timeout=timeout, readonly=readonly)
         return self._pool.acquire(timeout=timeout)
 
     async def release(self, conn: PoolConnection) -> None:

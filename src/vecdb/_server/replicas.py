@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Generator, Sequence
@@ -33,14 +32,9 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
 
-import asyncpg
-
 from .. import _routing
-from .._config import PoolConfig, env_str, redact_dsn
+from .._config import PoolConfig, redact_dsn
 from .._errors import (
-    DRIVER_ERRORS,
-    ConfigError,
-    ConnectError,
     ReplicaUnavailableError,
     VecdbError,
     translating,
@@ -48,6 +42,13 @@ from .._errors import (
 from .._typing import PoolConnection
 from .pool import ConnectionPool, IsolationLevel, create_pool
 from .replica_config import ReplicaConfig
+from .replica_state import UNREACHABLE as _UNREACHABLE
+from .replica_state import Replica as _Replica
+from .replica_state import ReplicaStatus, replica_dsns
+from .replica_state import at_or_past as _at_or_past
+from .replica_state import failure as _failure
+from .replica_state import is_closed as _closed
+from .replica_state import lsn_value as _lsn
 
 __all__ = ["ReplicaRouter", "ReplicaStatus", "open_router", "replica_dsns"]
 
@@ -67,98 +68,11 @@ _REPLAYED_SQL = "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn"
 # synchronous_commit=off a commit record may still sit in WAL buffers, behind
 # the write position, and a standby that reached the latter may not have it yet.
 _WRITTEN_SQL = "SELECT pg_current_wal_insert_lsn()::text"
-_UNREACHABLE: tuple[type[BaseException], ...] = (*DRIVER_ERRORS, TimeoutError)
 _CHECK_FAILED: tuple[type[BaseException], ...] = (VecdbError, *_UNREACHABLE)
 _POLL = 0.005  # seconds between replay checks while a read waits for a write
-_DOWN_SQLSTATES = ("57P01", "57P02", "57P03")  # shutdown, crash, not accepting yet
 
 # The primary's WAL position after this task's last write (read_your_writes).
 _written: ContextVar[str | None] = ContextVar("vecdb_written_lsn", default=None)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ReplicaStatus:
-    """One replica as ``db.replicas()`` reports it.
-
-    Attributes:
-        dsn: Its DSN, password redacted.
-        healthy: Whether it is in the rotation.
-        reason: Why not, when it is not (``""`` when healthy).
-        lag_bytes: WAL bytes between the primary's position and its replay; ``None``
-            when unknown (down).
-        lag_seconds: Seconds of replay lag: 0 when it replayed all it received.
-        in_flight: Reads running on it now.
-        reads: Reads it served since connect.
-    """
-
-    dsn: str
-    healthy: bool
-    reason: str
-    lag_bytes: int | None
-    lag_seconds: float | None
-    in_flight: int
-    reads: int
-
-
-@dataclasses.dataclass(slots=True)
-class _Replica:
-    index: int
-    dsn: str
-    pool: ConnectionPool
-    healthy: bool = False
-    reason: str = "not checked yet"
-    replay: str | None = None
-    lag_bytes: int | None = None
-    lag_seconds: float | None = None
-    in_flight: int = 0
-    reads: int = 0
-
-    def status(self) -> ReplicaStatus:
-        return ReplicaStatus(
-            dsn=redact_dsn(self.dsn),
-            healthy=self.healthy,
-            reason=self.reason,
-            lag_bytes=self.lag_bytes,
-            lag_seconds=self.lag_seconds,
-            in_flight=self.in_flight,
-            reads=self.reads,
-        )
-
-
-def _lsn(text: str) -> int:
-    high, low = text.split("/")
-    return (int(high, 16) << 32) | int(low, 16)
-
-
-def _closed(conn: PoolConnection) -> bool:
-    try:
-        return conn.is_closed()
-    except asyncpg.InterfaceError:  # asyncpg detached it from the pool: it closed
-        return True
-
-
-def _failure(exc: BaseException) -> str | None:
-    """``"conflict"``, ``"down"``, or ``None``: how a read failed, if another server might not."""
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _failure(inner)
-            if found is not None:
-                return found
-        return None
-    chain: list[BaseException] = []
-    error: BaseException | None = exc
-    while error is not None and len(chain) < 8:  # a failed cleanup hides the first error
-        chain.append(error)
-        error = error.__cause__ or error.__context__
-    for error in chain:
-        sqlstate = getattr(error, "sqlstate", None) or ""
-        if sqlstate == "40001":
-            return "conflict"
-        if sqlstate.startswith("08") or sqlstate in _DOWN_SQLSTATES:
-            return "down"
-        if isinstance(error, OSError | asyncpg.ConnectionDoesNotExistError):
-            return "down"
-    return "down" if isinstance(exc, ConnectError) else None
 
 
 class _Read:
@@ -236,6 +150,9 @@ class ReplicaRouter:
         self._on_primary = False  # reads fell back: logged once, on the change
         self._held: dict[int, _Replica | None] = {}  # id(conn) -> where it came from
         self._monitor: asyncio.Task[None] | None = None
+        # The primary's position once migrations committed: a standby behind it may
+        # not have vecdb's schema (or the vector type its connections need) yet.
+        self._ready: str | None = None
 
     # -- the Connections protocol ------------------------------------------------------
 
@@ -411,10 +328,15 @@ class ReplicaRouter:
         replica.lag_bytes = row["lag_bytes"]
         replica.lag_seconds = row["lag_seconds"]
         reason = self._too_far(replica)
+        if not reason and self._ready is not None and not _at_or_past(replica.replay, self._ready):
+            reason = "has not replayed the schema vecdb migrated to yet"
         if reason:
             self._mark_down(replica, reason)
             replica.lag_bytes, replica.lag_seconds = row["lag_bytes"], row["lag_seconds"]
         elif not replica.healthy:
+            # Connections opened while it was behind (or down) may predate the
+            # schema and the vector type's codec: renew them.
+            await replica.pool.schema_changed()
             replica.healthy, replica.reason = True, ""
             logger.info("replica %s joins the rotation", redact_dsn(replica.dsn))
 
@@ -425,6 +347,20 @@ class ReplicaRouter:
         if cfg.max_lag_seconds is not None and (replica.lag_seconds or 0) > cfg.max_lag_seconds:
             return f"{replica.lag_seconds:.1f}s behind (max_lag_seconds={cfg.max_lag_seconds:g})"
         return ""
+
+    async def wait_ready(self) -> None:
+        """Wait up to ``consistency_wait`` for the replicas to replay the primary's schema."""
+        with contextlib.suppress(VecdbError):
+            async with self._primary.acquire() as conn:
+                with translating():
+                    self._ready = await conn.fetchval(_WRITTEN_SQL)
+        if self._ready is None:
+            return
+        deadline = time.monotonic() + self._settings.consistency_wait
+        for replica in self._replicas:
+            with contextlib.suppress(*_CHECK_FAILED):
+                async with replica.pool.acquire() as conn:
+                    await self._caught_up(replica, conn, self._ready, deadline)
 
     def statuses(self) -> list[ReplicaStatus]:
         """Each replica as last checked."""
@@ -481,26 +417,7 @@ async def open_router(
             await pool.close()
         raise
     router = ReplicaRouter(primary, pools, config, read_your_writes=read_your_writes)
+    await router.wait_ready()
     await router.refresh()
     router.start()
     return router
-
-
-def replica_dsns(given: Sequence[str] | None) -> list[str]:
-    """``replicas=`` as given, else ``$VECDB_REPLICA_DSNS`` split at commas.
-
-    Raises:
-        ConfigError: A DSN that is empty or not a string.
-    """
-    if given is None:
-        given = (env_str("VECDB_REPLICA_DSNS") or "").split(",")
-        given = [dsn.strip() for dsn in given if dsn.strip()]
-    dsns = list(given)
-    for dsn in dsns:
-        if not isinstance(dsn, str) or not dsn.strip():
-            raise ConfigError(
-                f"replicas= must be DSN strings of standbys, got {dsn!r}; e.g. "
-                "replicas=['postgresql://app@standby1/app']",
-                setting="replicas",
-            )
-    return dsns
