@@ -36,6 +36,8 @@ from ._errors import (
     PoolTimeoutError,
     QueryTimeoutError,
     RecordValidationError,
+    ReplicaConflictError,
+    ReplicaUnavailableError,
     SchemaMismatchError,
     SchemaTooNewError,
     TimeoutError,
@@ -62,6 +64,8 @@ from ._server.connect import ConnectCall, connect
 from ._server.database import Database, Health, Migrations
 from ._server.embedded import EmbeddedServer
 from ._server.pool import PoolStats
+from ._server.replica_config import ReplicaConfig
+from ._server.replica_state import ReplicaStatus
 from ._typing import Connection
 from ._version import __version__
 
@@ -115,6 +119,10 @@ __all__ = [
     "QueryTimeoutError",
     "Record",
     "RecordValidationError",
+    "ReplicaConfig",
+    "ReplicaConflictError",
+    "ReplicaStatus",
+    "ReplicaUnavailableError",
     "SchemaMismatchError",
     "SchemaTooNewError",
     "ServerStats",

@@ -5,7 +5,8 @@ The tree::
     VecdbError
     ├── ConfigError                   bad argument, environment variable or server set-up
     ├── ConnectError                  the server cannot be reached or refused us
-    │   └── ConnectionLostError       the connection died during a call (and was discarded)
+    │   ├── ConnectionLostError       the connection died during a call (and was discarded)
+    │   └── ReplicaUnavailableError   no replica in rotation, and fallback="raise"
     ├── DatabaseClosedError           the Database was closed
     ├── TimeoutError                  something did not finish in time (the four below)
     │   ├── PoolTimeoutError          no pooled connection within acquire_timeout
@@ -15,6 +16,7 @@ The tree::
     ├── DatabaseError                 any other server error (sqlstate, detail, hint)
     │   ├── QueryTimeoutError *
     │   ├── LockTimeoutError *
+    │   ├── ReplicaConflictError      a standby cancelled a read twice (conflict with recovery)
     │   └── DuplicateRecordError *
     ├── MigrationError                a migration failed (source, version)
     │   ├── MigrationChainError       gaps / duplicates / bad classes in a source
@@ -75,6 +77,8 @@ __all__ = [
     "PoolTimeoutError",
     "QueryTimeoutError",
     "RecordValidationError",
+    "ReplicaConflictError",
+    "ReplicaUnavailableError",
     "SchemaMismatchError",
     "SchemaTooNewError",
     "TimeoutError",
@@ -173,6 +177,17 @@ class DatabaseError(VecdbError):
         self.sqlstate = sqlstate
         self.detail = detail
         self.hint = hint
+
+
+class ReplicaUnavailableError(ConnectError):
+    """No replica is in rotation (down or lagging) and ``ReplicaConfig(fallback="raise")``."""
+
+
+class ReplicaConflictError(DatabaseError):
+    """A read was cancelled by a standby's "conflict with recovery" (SQLSTATE 40001), twice.
+
+    vecdb retries such a read once on another server; this is the second failure.
+    """
 
 
 class QueryTimeoutError(DatabaseError, TimeoutError):

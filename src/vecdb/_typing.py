@@ -66,9 +66,9 @@ class Connections(Protocol):
         """Raise `DatabaseClosedError` once closed."""
 
     def acquire(
-        self, *, timeout: float | None = None
+        self, *, timeout: float | None = None, readonly: bool = False
     ) -> AbstractAsyncContextManager[PoolConnection]:
-        """A pooled connection, for ``async with``."""
+        """A pooled connection, for ``async with``; ``readonly``: a replica's, if there are any."""
 
     def transaction(
         self, *, readonly: bool = False, timeout: float | None = None

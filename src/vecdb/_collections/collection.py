@@ -20,6 +20,7 @@ from .._config import check_int
 from .._errors import ArchiveChecksumError, ConfigError, translating
 from .._identifiers import qualified, quote_ident
 from .._monitor.recorder import recorded
+from .._routing import read_operation
 from .._schema import spec as _spec
 from .._schema.ddl import registry_name
 from .._schema.partitioning import ArchiveReport, PartitionInfo, Partitioning
@@ -180,6 +181,7 @@ class Collection(Generic[M]):
     # -- reading -----------------------------------------------------------------------
 
     @recorded("get")
+    @read_operation
     async def get(
         self,
         id: Any,
@@ -199,7 +201,7 @@ class Collection(Generic[M]):
             part = quote_ident(self._spec.partitioning.field)
             registry = qualified(self._spec.schema, registry_name(self._spec))
             where += f" AND {part} = (SELECT {part} FROM {registry} WHERE {id_col} = $1)"
-        async with self._pool.acquire() as conn:
+        async with self._pool.acquire(readonly=True) as conn:
             with translating():
                 row = await conn.fetchrow(
                     f"SELECT {columns} FROM {self._table} WHERE {where}", key, timeout=timeout
@@ -214,6 +216,7 @@ class Collection(Generic[M]):
         return None if row is None else self._codec.from_row(row, with_vectors=include_vectors)
 
     @recorded("get_many")
+    @read_operation
     async def get_many(
         self, ids: Iterable[Any], *, include_vectors: bool = True, timeout: float | None = None
     ) -> list[M]:
@@ -223,7 +226,7 @@ class Collection(Generic[M]):
             return []
         columns = self._select if include_vectors else self._select_scalars
         id_col = quote_ident(self._spec.layout.id.name)
-        async with self._pool.acquire() as conn:
+        async with self._pool.acquire(readonly=True) as conn:
             with translating():
                 rows = await conn.fetch(
                     f"SELECT {columns} FROM {self._table} WHERE {id_col} = ANY($1)",
@@ -234,6 +237,7 @@ class Collection(Generic[M]):
         return [by_id[k] for k in keys if k in by_id]
 
     @recorded("count")
+    @read_operation
     async def count(
         self,
         where: Mapping[str, Any] | None = None,
@@ -247,7 +251,7 @@ class Collection(Generic[M]):
             FilterError: The filter is malformed or names an unknown field.
         """
         compiled = compile_filter(where, self._fields)
-        async with self._pool.acquire() as conn:
+        async with self._pool.acquire(readonly=True) as conn:
             with translating():
                 source = await self._with_archive(conn) if include_archived else self._table
                 n = await conn.fetchval(
@@ -282,6 +286,7 @@ class Collection(Generic[M]):
     # -- search ------------------------------------------------------------------------
 
     @recorded("search")
+    @read_operation
     async def search(
         self,
         vector: VectorInput | None,
@@ -338,7 +343,7 @@ class Collection(Generic[M]):
             )  # fmt: skip
         source = None
         if include_archived:
-            async with self._pool.acquire() as conn:
+            async with self._pool.acquire(readonly=True) as conn:
                 with translating():
                     source = await self._with_archive(conn)
         return await self._searcher.search(
@@ -386,6 +391,7 @@ class Collection(Generic[M]):
         )  # fmt: skip
 
     @recorded("search_many")
+    @read_operation
     async def search_many(
         self,
         vectors: Sequence[VectorInput] | npt.NDArray[Any],
@@ -417,6 +423,7 @@ class Collection(Generic[M]):
             timeout=timeout,
         )
 
+    @read_operation
     async def explain(
         self,
         vector: VectorInput,

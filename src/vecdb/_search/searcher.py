@@ -254,7 +254,7 @@ class Searcher(Generic[M]):
         self._check_search(k, ef_search)
         query = query_vector(vector, self._spec, spec_v)
         compiled = compile_filter(where, self._fields, first_param=3)
-        async with self._pool.acquire() as conn:
+        async with self._pool.acquire(readonly=True) as conn:
             plan = await self._plan(
                 conn, where, compiled, k=k, ef_search=ef_search, exact=exact, dim=spec_v.dim
             )
@@ -319,7 +319,7 @@ class Searcher(Generic[M]):
             name="concurrency",
         )
         compiled = compile_filter(where, self._fields, first_param=3)
-        async with self._pool.acquire() as conn:
+        async with self._pool.acquire(readonly=True) as conn:
             plan = await self._plan(
                 conn, where, compiled, k=k, ef_search=ef_search, exact=exact, dim=spec_v.dim
             )
@@ -328,7 +328,7 @@ class Searcher(Generic[M]):
         gate = asyncio.Semaphore(limit)
 
         async def one(query: npt.NDArray[np.float32]) -> list[Hit[M]]:
-            async with gate, self._pool.acquire() as conn:
+            async with gate, self._pool.acquire(readonly=True) as conn:
                 return await self._run(conn, query, prepared)
 
         try:
@@ -358,7 +358,7 @@ class Searcher(Generic[M]):
         query = query_vector(vector, self._spec, spec_v)
         compiled = compile_filter(where, self._fields, first_param=3)
         options = "ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON"
-        async with self._pool.acquire() as conn:
+        async with self._pool.acquire(readonly=True) as conn:
             plan = await self._plan(
                 conn,
                 where,

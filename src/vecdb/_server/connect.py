@@ -6,7 +6,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -35,6 +35,8 @@ from . import pgbouncer as _pgbouncer
 from . import reconfigure as _reconfigure
 from .database import Database
 from .pool import create_pool
+from .replica_config import ReplicaConfig
+from .replicas import open_router, replica_dsns
 
 __all__ = ["ConnectCall", "connect", "open_connection"]
 
@@ -63,6 +65,7 @@ class _Connector:
                 with translating():
                     found = await capabilities.read(conn)
                 capabilities.check(found, need_create=self._need_create)
+                refuse_standby(found.in_recovery, self._dsn)
             except BaseException:
                 conn.terminate()
                 raise
@@ -110,8 +113,13 @@ async def _open(
     server_settings: Mapping[str, str] | None,
     tracer_provider: Any = None,
     meter_provider: Any = None,
+    replicas: Sequence[str] | None = None,
+    read_your_writes: bool = False,
+    replica_config: ReplicaConfig | None = None,
 ) -> Database:
     started = time.perf_counter()
+    replicas = replica_dsns(replicas)
+    replica_config = replica_config or ReplicaConfig.from_env()
     if migrate not in _MIGRATE_MODES:
         raise ConfigError(
             f"migrate={migrate!r} is not one of {', '.join(map(repr, _MIGRATE_MODES))}",
@@ -175,7 +183,34 @@ async def _open(
         (time.perf_counter() - started) * 1000,
         migrate,
     )
-    return Database(pool=pool_, capabilities=found, migrator=migrator, dsn=dsn, embedded=embedded)
+    router = None
+    if replicas:
+        try:
+            router = await open_router(
+                pool_, replicas, replica_config, read_your_writes=read_your_writes
+            )
+        except BaseException:
+            await pool_.close()
+            raise
+    return Database(
+        pool=pool_,
+        capabilities=found,
+        migrator=migrator,
+        dsn=dsn,
+        embedded=embedded,
+        replicas=router,
+    )
+
+
+def refuse_standby(in_recovery: bool, dsn: str) -> None:
+    """Migrations write: refuse a standby given as the primary, before anything runs."""
+    if in_recovery:
+        raise ConfigError(
+            f"{redact_dsn(dsn)} is a standby (pg_is_in_recovery() is true), which is read-only: "
+            "migrations must run on the primary. Pass the primary's DSN as dsn= (or "
+            'migration_dsn=) and the standby in replicas=, or connect with migrate="off".',
+            setting="dsn",
+        )
 
 
 async def _upgrade(migrator: Migrator) -> None:
@@ -277,6 +312,9 @@ def connect(
     server_settings: Mapping[str, str] | None = None,
     tracer_provider: Any = None,
     meter_provider: Any = None,
+    replicas: Iterable[str] | None = None,
+    read_your_writes: bool = False,
+    replica_config: ReplicaConfig | None = None,
 ) -> ConnectCall:
     """Connect to PostgreSQL, apply migrations, and open a pool.
 
@@ -313,6 +351,14 @@ def connect(
             Needs ``vecdb[otel]``; without OpenTelemetry installed nothing is traced.
         meter_provider: An OpenTelemetry ``MeterProvider`` for the
             ``db.client.operation.duration`` histogram; default the global one.
+        replicas: DSNs of streaming standbys of ``dsn``'s server (default
+            ``$VECDB_REPLICA_DSNS``, comma-separated). Searches and reads go to them,
+            writes and migrations to ``dsn``; see docs/replicas.md.
+        read_your_writes: A task's reads see its own earlier writes: they go to a
+            replica that has replayed them (waiting up to
+            ``ReplicaConfig.consistency_wait``), else to the primary.
+        replica_config: Lag bounds, fallback and choice; default
+            `ReplicaConfig.from_env()` (``VECDB_REPLICA_*``).
 
     Raises:
         ConfigError: Bad arguments or environment, a server without what vecdb needs,
@@ -331,4 +377,7 @@ def connect(
         server_settings=dict(server_settings) if server_settings is not None else None,
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
+        replicas=tuple(replicas) if replicas is not None else None,
+        read_your_writes=read_your_writes,
+        replica_config=replica_config,
     )

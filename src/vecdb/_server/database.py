@@ -22,10 +22,11 @@ from .._monitor import collect as _monitor
 from .._monitor.stats import Stats
 from .._schema.partitioning import Partitioning
 from .._schema.spec import HNSW, ForeignKey, Metric, Storage
-from .._typing import M, PoolConnection
+from .._typing import Connections, M, PoolConnection
 from . import capabilities
 from .capabilities import Capabilities
 from .pool import Acquire, ConnectionPool, IsolationLevel, PoolStats
+from .replicas import ReplicaRouter, ReplicaStatus
 
 if TYPE_CHECKING:
     from .._config import PoolConfig
@@ -165,8 +166,12 @@ class Database:
         migrator: Migrator,
         dsn: str,
         embedded: EmbeddedServer | None,
+        replicas: ReplicaRouter | None = None,
     ) -> None:
         self._pool = pool
+        self._replicas = replicas
+        # What collections draw connections from: reads go to replicas when there are any.
+        self._connections: Connections = replicas if replicas is not None else pool
         self._capabilities = capabilities
         self._dsn = dsn
         self._embedded = embedded
@@ -205,6 +210,8 @@ class Database:
         Safe to call more than once. Connections still busy after the timeout
         are terminated.
         """
+        if self._replicas is not None:
+            await self._replicas.close(timeout=timeout)  # the primary's pool too
         await self._pool.close(timeout=timeout)
 
     async def __aenter__(self) -> Self:
@@ -231,23 +238,29 @@ class Database:
 
     async def _schema_changed(self) -> None:
         """After migrations changed the schema: renew connections, read the server again."""
-        await self._pool.schema_changed()
+        await self._connections.schema_changed()
         with translating():
             self._capabilities = await self._pool.capabilities()
 
     # -- connections ----------------------------------------------------------------
 
-    def acquire(self, *, timeout: float | None = None) -> Acquire:
+    def acquire(
+        self, *, timeout: float | None = None, readonly: bool = False
+    ) -> Acquire | AbstractAsyncContextManager[PoolConnection]:
         """A pooled connection: ``async with db.acquire() as conn`` (or ``await``, then `release`).
 
         Args:
             timeout: Seconds to wait for a free connection; default
                 ``PoolConfig.acquire_timeout``.
+            readonly: A replica's connection, for reads of your own (with
+                ``connect(replicas=...)``; else the primary's). See docs/replicas.md.
 
         Raises:
             PoolTimeoutError: No connection became free in time.
             DatabaseClosedError: The database was closed.
         """
+        if self._replicas is not None:  # a write keeps its WAL position for read_your_writes
+            return self._replicas.acquire(timeout=timeout, readonly=readonly)
         return self._pool.acquire(timeout=timeout)
 
     async def release(self, conn: PoolConnection) -> None:
@@ -256,7 +269,7 @@ class Database:
         A cancelled task still returns its connection (asyncpg shields the
         release); a connection past ``max_lifetime`` is closed instead.
         """
-        await self._pool.release(conn)
+        await (self._replicas or self._pool).release(conn)
 
     def transaction(
         self,
@@ -271,7 +284,19 @@ class Database:
             >>> async with db.transaction() as conn:  # doctest: +SKIP
             ...     await conn.execute("UPDATE ...")
         """
+        if self._replicas is not None:  # kept for read_your_writes
+            return self._replicas.transaction(
+                isolation=isolation, readonly=readonly, timeout=timeout
+            )
         return self._pool.transaction(isolation=isolation, readonly=readonly, timeout=timeout)
+
+    async def replicas(self) -> list[ReplicaStatus]:
+        """Check every replica now: in rotation or not (and why), lag in bytes and seconds.
+
+        Empty without ``connect(replicas=...)``.
+        """
+        self._pool.check_open()
+        return [] if self._replicas is None else await self._replicas.refresh()
 
     def pool_stats(self) -> PoolStats:
         """Size, idle, in use and waiting connections, and acquisition counters."""
@@ -381,7 +406,7 @@ class Database:
             CollectionNotFoundError: A foreign key names a missing collection.
         """
         return await _collection.open_collection(
-            self._pool,
+            self._connections,
             name,
             model,
             dim=dim,
@@ -445,7 +470,7 @@ class Database:
                 taken by another collection.
         """
         return await _adopt.adopt(
-            self._pool,
+            self._connections,
             table,
             model,
             vector_field=vector_field,
@@ -459,7 +484,7 @@ class Database:
 
     async def collections(self, *, timeout: float | None = None) -> list[CollectionInfo]:
         """Every collection: name, table, model and stored definition, by name."""
-        return await _collection.list_collections(self._pool, timeout)
+        return await _collection.list_collections(self._connections, timeout)
 
     async def drop_collection(self, name: str, *, timeout: float | None = None) -> None:
         """Drop a collection: its table and catalog row, in one transaction.
@@ -468,7 +493,7 @@ class Database:
             CollectionNotFoundError: No collection has that name.
             ConfigError: Another collection references it by foreign key.
         """
-        await _collection.drop_collection(self._pool, name, timeout)
+        await _collection.drop_collection(self._connections, name, timeout)
 
 
 def connections(db: Database) -> ConnectionPool:

@@ -216,8 +216,11 @@ class ConnectionPool:
                 "this Database is closed and cannot be reopened; call vecdb.connect() again"
             )
 
-    def acquire(self, *, timeout: float | None = None) -> Acquire:
+    def acquire(self, *, timeout: float | None = None, readonly: bool = False) -> Acquire:
         """A pooled connection (``async with``, or ``await`` then `release`).
+
+        ``readonly`` is for `Connections` that route reads to replicas; one server
+        serves both.
 
         Raises:
             PoolTimeoutError: No connection became free within ``timeout``
