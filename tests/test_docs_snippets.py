@@ -99,7 +99,7 @@ def test_the_convention_finds_what_it_should() -> None:
     blocks = all_blocks()
     assert len(blocks) >= 40
     assert any(b.path == "README.md" and b.mark == "run" for b in blocks)
-    assert sum(b.mark == "tutorial-run" for b in blocks) == 6
+    assert any(b.mark == "tutorial-run" for b in blocks)
 
 
 async def _run_group(blocks: list[Block], dsn: str) -> None:
