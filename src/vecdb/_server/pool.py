@@ -25,6 +25,7 @@ import asyncpg
 
 from .._config import PoolConfig
 from .._errors import DatabaseClosedError, PoolTimeoutError, translating
+from .._search import session as _session
 from .._typing import Connection, Pool, PoolConnection
 from . import capabilities
 from . import codecs as _codecs
@@ -49,6 +50,7 @@ class PooledConnection(Connection):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.vecdb_born = time.monotonic()
+        self.vecdb_session = _session.Session()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -107,6 +109,11 @@ async def _init(conn: Connection) -> None:
 
 async def create_pool(dsn: str, config: PoolConfig) -> ConnectionPool:
     """Open the pool described by ``config`` (``min_size`` connections up front)."""
+    # Searches keep their settings on the connection between holders (see
+    # _search/session.py); behind PgBouncer they use SET LOCAL and asyncpg's reset.
+    hooks: dict[str, Any] = {}
+    if not config.pgbouncer:
+        hooks = {"setup": _session.setup, "reset": _session.reset}
     pool: Pool = await asyncpg.create_pool(
         dsn,
         min_size=config.min_size,
@@ -117,6 +124,7 @@ async def create_pool(dsn: str, config: PoolConfig) -> ConnectionPool:
         server_settings=server_settings(config),
         connection_class=PooledConnection,
         init=_init,
+        **hooks,
     )
     return ConnectionPool(pool, config)
 
