@@ -139,6 +139,7 @@ async def test_a_cancelled_search_leaks_nothing(dsn: str, one_connection: vecdb.
     async with db.acquire() as conn:
         before = await shown(conn)
     blocker = await asyncpg.connect(dsn)
+    watcher = await asyncpg.connect(dsn)
     try:
         # The search's SELECT waits on this lock, after its set_config has applied.
         tx = blocker.transaction()
@@ -146,7 +147,10 @@ async def test_a_cancelled_search_leaks_nothing(dsn: str, one_connection: vecdb.
         await blocker.execute(f"LOCK TABLE {c.name} IN ACCESS EXCLUSIVE MODE")
         task = asyncio.create_task(c.search(vectors[0], k=10, ef_search=321, exact=True))
         for _ in range(3000):  # until the search waits on the lock (at most ~30 s)
-            if await blocker.fetchval(
+            if task.done():
+                await task  # it failed: say how
+            # Outside the blocker's transaction, which would see one snapshot of the view.
+            if await watcher.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                 "AND query LIKE '%_vecdb_distance%'"
             ):
@@ -160,6 +164,7 @@ async def test_a_cancelled_search_leaks_nothing(dsn: str, one_connection: vecdb.
         await tx.rollback()
     finally:
         await blocker.close()
+        await watcher.close()
     async with db.acquire() as conn:
         assert not conn.is_in_transaction()
         assert await shown(conn) == before
