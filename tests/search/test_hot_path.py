@@ -244,3 +244,15 @@ async def test_search_many_refuses_bad_input_and_changes_nothing(
     async with db.acquire() as conn:
         assert await shown(conn) == before
     assert await c.count() == 300
+
+
+async def test_a_cached_plan_still_refuses_bad_arguments(db: vecdb.Database) -> None:
+    vectors, labels = clustered(300)
+    c = await load(db, vectors, labels)
+    assert len(await c.search(vectors[0], k=1, ef_search=40)) == 1  # planned and cached
+    for bad in ({"k": 1.0}, {"k": True}, {"k": 1, "ef_search": 40.0}):
+        with pytest.raises(vecdb.VecdbError):
+            await c.search(vectors[0], **{"ef_search": 40, **bad})
+    with pytest.raises(vecdb.VecdbError, match="dim"):
+        await c.search(vectors[0][:5], k=1, ef_search=40)
+    assert await c.count() == 300
