@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import numpy as np
@@ -16,6 +17,7 @@ from vecdb._schema.ddl import hnsw_name
 from vecdb._search.statements import uses_index
 from vecdb._server.pool import PooledConnection
 
+from ..deploy import _parts
 from .test_search import clustered, load
 
 # Every setting a search may change (planner.py), and a server setting none does.
@@ -256,3 +258,23 @@ async def test_a_cached_plan_still_refuses_bad_arguments(db: vecdb.Database) -> 
     with pytest.raises(vecdb.VecdbError, match="dim"):
         await c.search(vectors[0][:5], k=1, ef_search=40)
     assert await c.count() == 300
+
+
+async def test_behind_pgbouncer_searches_keep_set_local(admin_dsn: str, dsn: str) -> None:
+    # Transaction pooling: a session setting would reach whichever client gets
+    # that server connection next; searches and batches use SET LOCAL there.
+    with _parts.pgbouncer(admin_dsn) as bouncer:
+        through = bouncer.dsn(urlsplit(dsn).path.lstrip("/"))
+        pool = vecdb.PoolConfig(pgbouncer=True, min_size=1, max_size=2)
+        async with vecdb.connect(through, pool=pool, migration_dsn=dsn) as db:
+            vectors, labels = clustered(500)
+            c = await load(db, vectors, labels)
+            singles = [await c.search(q, k=5, ef_search=77) for q in vectors[:40]]
+            many = await c.search_many(vectors[:40], k=5, ef_search=77)
+            assert [[h.record.id for h in hits] for hits in many] == [
+                [h.record.id for h in hits] for hits in singles
+            ]
+            for _ in range(4):  # whichever server connection PgBouncer picks
+                async with db.acquire() as conn:
+                    value = await conn.fetchval("SELECT current_setting('hnsw.ef_search', true)")
+                    assert value in {None, "", "40"}
