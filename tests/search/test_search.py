@@ -20,7 +20,7 @@ from vecdb._schema.rows import check_vectors
 from vecdb._schema.spec import make_spec
 from vecdb._search import estimates as _estimates
 from vecdb._search import planner as _search
-from vecdb._search import searcher as _searching
+from vecdb._search import session as _search_session
 from vecdb._search.filters import compile_filter
 
 DIM = 16
@@ -171,17 +171,18 @@ async def test_the_unfiltered_fast_path_returns_what_the_transaction_path_return
     vectors, labels = clustered(2000, spread=0.7)
     c = await load(db, vectors, labels)
     applied: list[dict[str, str]] = []
-    real_apply = _searching.apply_settings
+    real_apply = _search_session.apply
 
-    async def spy(conn: Any, settings: dict[str, str]) -> None:
-        applied.append(dict(settings))
-        await real_apply(conn, settings)
+    async def spy(conn: Any, session: _search_session.Session, settings: dict[str, str]) -> None:
+        if settings:
+            applied.append(dict(settings))
+        await real_apply(conn, session, settings)
 
-    monkeypatch.setattr(_searching, "apply_settings", spy)
+    monkeypatch.setattr(_search_session, "apply", spy)
     for q in clustered(10, seed=9)[0]:
         fast = await c.search(q, k=10)
-        assert applied == []  # no transaction, nothing set: one SELECT
-        # The same ef_search (pgvector's default), set with SET LOCAL in a transaction:
+        assert applied == []  # nothing to set: one SELECT
+        # The same ef_search (pgvector's default), set on the session:
         slow = await c.search(q, k=10, ef_search=40)
         assert applied.pop()["hnsw.ef_search"] == "40"
         assert [(h.record, h.distance) for h in fast] == [(h.record, h.distance) for h in slow]

@@ -33,12 +33,17 @@ def search_statement(
     strategy: Strategy,
     *,
     source: str | None = None,
+    query: str | None = None,
 ) -> str:
-    """`statements.search_sql`, or its re-ranking form when the index is quantized."""
+    """`statements.search_sql`, or its re-ranking form when the index is quantized.
+
+    ``query`` replaces ``$1`` as the query vector, as for `statements.search_sql`.
+    """
     index = spec.index
     if index is None or index.quantization is None or strategy == "exact":
-        return search_sql(spec, vector, columns, where, strategy, source=source)
-    query = f"$1::{spec.vector_type.value}({int(vector.dim)})"
+        return search_sql(spec, vector, columns, where, strategy, source=source, query=query)
+    if query is None:
+        query = f"$1::{spec.vector_type.value}({int(vector.dim)})"
     order = order_expression(index, vector, OPERATORS[spec.metric], query)
     inner = columns if vector.name in columns else (*columns, vector.name)
     table = qualified(spec.schema, spec.table) if source is None else source

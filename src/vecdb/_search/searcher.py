@@ -28,6 +28,7 @@ from .._schema.record import VectorSpec
 from .._schema.rows import RecordCodec, check_vectors, query_vector
 from .._schema.spec import CollectionSpec
 from .._typing import AnyConnection, Connections, M, VectorInput
+from . import session as _session
 from .estimates import EstimateCache, filter_key
 from .filters import CompiledFilter, compile_filter
 from .planner import (
@@ -40,12 +41,24 @@ from .planner import (
     few_rows,
 )
 from .quantized import search_statement
-from .statements import DISTANCE, INDEX_PARTITIONS, apply_settings, uses_index
+from .statements import (
+    DISTANCE,
+    INDEX_PARTITIONS,
+    ORDINAL,
+    QUERY_ROW,
+    apply_settings,
+    batch_sql,
+    uses_index,
+)
 
 __all__ = ["MAX_K", "Explain", "Hit", "Searcher"]
 
 MAX_K = 10_000
 _SQL_CACHE_SIZE = 256  # distinct (field, filter shape, strategy) per collection
+# search_many: queries per statement at least this many (fewer connections
+# than that would leave idle), and rows per statement at most this many.
+_BATCH_MIN = 32
+_BATCH_MAX_ROWS = 50_000
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -110,6 +123,23 @@ class _Prepared:
     timeout: float | None
 
 
+class _Element:
+    """One query vector of a batch, as an array element.
+
+    asyncpg takes any sized iterable inside an array argument for a nested
+    array, an ndarray included; this wrapper is not one, and the vector codec
+    reads it through ``__array__``.
+    """
+
+    __slots__ = ("vector",)
+
+    def __init__(self, vector: npt.NDArray[np.float32]) -> None:
+        self.vector = vector
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> npt.NDArray[np.float32]:
+        return self.vector
+
+
 class Searcher(Generic[M]):
     """Vector search over one collection's table.
 
@@ -131,6 +161,12 @@ class Searcher(Generic[M]):
         self._iterative = iterative
         self._estimates = EstimateCache()
         self._sql_cache: dict[tuple[str, str, str, bool, str | None], str] = {}
+        # Behind PgBouncer (transaction mode) no setting may outlive a transaction.
+        self._sessions = not pool.config.pgbouncer
+        # An unfiltered search's plan depends on its arguments alone (the spec and
+        # pool config are fixed for this searcher's life): planned once per
+        # argument set, which saves ~half of vecdb's own Python per search.
+        self._unfiltered: dict[tuple[Any, ...], tuple[VectorSpec, _Prepared, Strategy]] = {}
 
     def data_changed(self) -> None:
         """Forget the row estimates: the collection's data changed a lot (or may have)."""
@@ -217,16 +253,24 @@ class Searcher(Generic[M]):
         plan: Plan,
         vectors: bool,
         source: str | None = None,
+        *,
+        batch: bool = False,
     ) -> str:
         # The text depends only on these (the filter's values are parameters):
         # cached, since building it is a visible share of a 1 ms search.
-        key = (vector.name, compiled.sql, plan.strategy, vectors, source)
+        key = (vector.name, compiled.sql, plan.strategy, vectors, "\0batch" if batch else source)
         sql = self._sql_cache.get(key)
         if sql is None:
             columns = self._spec.layout.columns if vectors else self._codec.scalar_columns
-            sql = search_statement(
-                self._spec, vector, columns, compiled, plan.strategy, source=source
-            )
+            if batch:
+                inner = search_statement(
+                    self._spec, vector, columns, compiled, plan.strategy, query=QUERY_ROW
+                )
+                sql = batch_sql(self._spec, vector, inner)
+            else:
+                sql = search_statement(
+                    self._spec, vector, columns, compiled, plan.strategy, source=source
+                )
             if len(self._sql_cache) >= _SQL_CACHE_SIZE:
                 self._sql_cache.clear()
             self._sql_cache[key] = sql
@@ -250,17 +294,42 @@ class Searcher(Generic[M]):
         ``source`` replaces the table in the statement's ``FROM`` (a subquery
         over the table and its archive, say); the plan is the table's.
         """
-        spec_v = self._vector_field(field)
-        self._check_search(k, ef_search)
+        key = None
+        known = None
+        if (
+            where is None
+            and type(k) is int
+            and (ef_search is None or type(ef_search) is int)
+            and (field is None or type(field) is str)
+            and (timeout is None or type(timeout) in {int, float})
+        ):
+            # The types too: 10.0 == 10 and True == 1, which check_int refuses.
+            key = (field, k, ef_search, bool(exact), bool(include_vectors), timeout, source)
+            known = self._unfiltered.get(key)
+        if known is None:
+            spec_v = self._vector_field(field)
+            self._check_search(k, ef_search)
+        else:
+            spec_v, prepared, strategy = known
         query = query_vector(vector, self._spec, spec_v)
-        compiled = compile_filter(where, self._fields, first_param=3)
-        async with self._pool.acquire(readonly=True) as conn:
-            plan = await self._plan(
-                conn, where, compiled, k=k, ef_search=ef_search, exact=exact, dim=spec_v.dim
-            )
-            prepared = self._prepare(spec_v, compiled, plan, k, include_vectors, timeout, source)
-            note_search(plan.strategy, k, plan.settings, prepared.sql)
-            return await self._run(conn, query, prepared)
+        async with _session.acquire(self._pool) as conn:
+            if known is None:
+                compiled = compile_filter(where, self._fields, first_param=3)
+                plan = await self._plan(
+                    conn, where, compiled, k=k, ef_search=ef_search, exact=exact, dim=spec_v.dim
+                )
+                prepared = self._prepare(
+                    spec_v, compiled, plan, k, include_vectors, timeout, source
+                )
+                strategy = plan.strategy
+                if key is not None:
+                    if len(self._unfiltered) >= _SQL_CACHE_SIZE:
+                        self._unfiltered.clear()
+                    self._unfiltered[key] = (spec_v, prepared, strategy)
+            note_search(strategy, k, prepared.settings, prepared.sql)
+            rows = await self._fetch(conn, query, prepared)
+        decode, vectors = self._codec.from_row, prepared.include_vectors
+        return [Hit(decode(row, with_vectors=vectors), float(row[DISTANCE])) for row in rows]
 
     def _prepare(  # noqa: PLR0917 - private; the search's own arguments, in order
         self,
@@ -271,16 +340,23 @@ class Searcher(Generic[M]):
         include_vectors: bool,
         timeout: float | None,
         source: str | None = None,
+        *,
+        batch: bool = False,
     ) -> _Prepared:
-        sql = self._sql(spec_v, compiled, plan, include_vectors, source)
+        sql = self._sql(spec_v, compiled, plan, include_vectors, source, batch=batch)
         return _Prepared(sql, (k, *compiled.params), plan.settings, include_vectors, timeout)
 
-    async def _run(
-        self, conn: AnyConnection, query: npt.NDArray[np.float32], prepared: _Prepared
-    ) -> list[Hit[M]]:
+    async def _fetch(self, conn: AnyConnection, query: Any, prepared: _Prepared) -> list[Any]:
+        """The statement's rows, with its settings: kept on the session where there is one."""
         sql, params, timeout = prepared.sql, prepared.params, prepared.timeout
+        session = _session.session_of(conn) if self._sessions else None
         with translating():
-            if prepared.settings:
+            if session is not None:
+                # One round trip in a steady workload (see session.py).
+                await _session.apply(conn, session, prepared.settings)
+                rows = await conn.fetch(sql, query, *params, timeout=timeout)
+                session.clean_search = True
+            elif prepared.settings:
                 # SET LOCAL: the settings end with this transaction (BEGIN READ ONLY
                 # is one statement, like BEGIN).
                 async with conn.transaction(readonly=True):
@@ -290,8 +366,7 @@ class Searcher(Generic[M]):
                 # Nothing to set (unfiltered, default ef_search >= k): one statement,
                 # no transaction; see docs/search.md for what this assumes.
                 rows = await conn.fetch(sql, query, *params, timeout=timeout)
-        decode, vectors = self._codec.from_row, prepared.include_vectors
-        return [Hit(decode(row, with_vectors=vectors), float(row[DISTANCE])) for row in rows]
+        return rows
 
     async def search_many(
         self,
@@ -319,26 +394,39 @@ class Searcher(Generic[M]):
             name="concurrency",
         )
         compiled = compile_filter(where, self._fields, first_param=3)
-        async with self._pool.acquire(readonly=True) as conn:
+        async with _session.acquire(self._pool) as conn:
             plan = await self._plan(
                 conn, where, compiled, k=k, ef_search=ef_search, exact=exact, dim=spec_v.dim
             )
-        prepared = self._prepare(spec_v, compiled, plan, k, include_vectors, timeout)
+        prepared = self._prepare(spec_v, compiled, plan, k, include_vectors, timeout, batch=True)
         note_search(plan.strategy, k, plan.settings, prepared.sql)
+        # One statement per chunk (a LATERAL join over the chunk's vectors), the
+        # chunks spread over up to `limit` connections.
+        n = len(queries)
+        size = max(_BATCH_MIN, -(-n // limit))
+        size = max(1, min(size, _BATCH_MAX_ROWS // k))
         gate = asyncio.Semaphore(limit)
+        decode = self._codec.from_row
 
-        async def one(query: npt.NDArray[np.float32]) -> list[Hit[M]]:
-            async with gate, self._pool.acquire(readonly=True) as conn:
-                return await self._run(conn, query, prepared)
+        async def chunk(start: int) -> list[list[Hit[M]]]:
+            part = [_Element(q) for q in queries[start : start + size]]
+            async with gate, _session.acquire(self._pool) as conn:
+                rows = await self._fetch(conn, part, prepared)
+            found: list[list[Hit[M]]] = [[] for _ in part]
+            for row in rows:
+                found[row[ORDINAL] - 1].append(
+                    Hit(decode(row, with_vectors=include_vectors), float(row[DISTANCE]))
+                )
+            return found
 
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(one(q)) for q in queries]
+                tasks = [group.create_task(chunk(start)) for start in range(0, n, size)]
         except ExceptionGroup as failed:
-            # The first query's error is the call's (the others were cancelled with
+            # The first chunk's error is the call's (the others were cancelled with
             # it), raised as itself: callers catch vecdb errors, not a group.
             raise failed.exceptions[0]  # noqa: B904 - keeps the error's own cause
-        return [t.result() for t in tasks]
+        return [hits for t in tasks for hits in t.result()]
 
     async def explain(
         self,

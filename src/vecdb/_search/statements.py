@@ -19,9 +19,21 @@ from .._typing import AnyConnection
 from .filters import CompiledFilter
 from .planner import Strategy
 
-__all__ = ["DISTANCE", "INDEX_PARTITIONS", "apply_settings", "search_sql", "uses_index"]
+__all__ = [
+    "DISTANCE",
+    "INDEX_PARTITIONS",
+    "ORDINAL",
+    "QUERY_ROW",
+    "apply_settings",
+    "batch_sql",
+    "search_sql",
+    "uses_index",
+]
 
 DISTANCE = "_vecdb_distance"  # underscore names cannot be pydantic fields: no collision
+ORDINAL = "_vecdb_ord"  # a batch row's query, from 1
+QUERY_ROW = "_vecdb_q.v"  # a batch row's query vector, for `batch_sql`'s inner statement
+_QUERIES = "_vecdb_q"  # the batch's alias for unnest($1): no table or column is named so
 
 
 async def apply_settings(conn: AnyConnection, settings: Mapping[str, str]) -> None:
@@ -52,20 +64,21 @@ def search_sql(
     strategy: Strategy,
     *,
     source: str | None = None,
+    query: str | None = None,
 ) -> str:
     """The search statement: ``$1`` the query vector, ``$2`` k, then the filter's values.
 
     The filter must have been compiled with ``first_param=3``. ``source``
     replaces the table in ``FROM`` (an aliased subquery with the same columns).
+    ``query`` replaces ``$1`` as the query vector (the batch's per-row vector):
+    the caller then sorts the rows itself, so an iterative scan gets no re-sort.
     """
-    distance = (
-        f"{quote_ident(vector.name)} {OPERATORS[spec.metric]} "
-        f"$1::{spec.vector_type.value}({int(vector.dim)})"
-    )
+    operand = f"$1::{spec.vector_type.value}({int(vector.dim)})" if query is None else query
+    distance = f"{quote_ident(vector.name)} {OPERATORS[spec.metric]} {operand}"
     select = ", ".join(quote_ident(c) for c in columns)
     table = qualified(spec.schema, spec.table) if source is None else source
     cond = "" if where.matches_all else f" WHERE {where.sql}"
-    if strategy == "hnsw_iterative":
+    if strategy == "hnsw_iterative" and query is None:
         # relaxed_order returns rows slightly out of order: re-sort outside a
         # MATERIALIZED CTE (so the planner cannot fold the two sorts into one).
         return (
@@ -80,6 +93,24 @@ def search_sql(
         distance = f"({distance}) + 0"
     return (
         f"SELECT {select}, {distance} AS {DISTANCE} FROM {table}{cond} ORDER BY {DISTANCE} LIMIT $2"
+    )
+
+
+def batch_sql(spec: CollectionSpec, vector: VectorSpec, inner: str) -> str:
+    """Many searches in one statement: ``$1`` an array of query vectors, then as `search_sql`.
+
+    Each query vector is one row of ``unnest($1) WITH ORDINALITY``; ``inner``,
+    the search statement with `QUERY_ROW` as its query vector (`search_sql`'s,
+    or a quantized index's re-ranking form), runs for it in a LATERAL
+    subquery, so each row gets its own index scan (see docs/search.md, "hot
+    path"). Rows come back ordered by `ORDINAL`, then distance: the outer sort
+    also puts an iterative scan's relaxed order right.
+    """
+    array = f"$1::{spec.vector_type.value}({int(vector.dim)})[]"
+    return (
+        f"SELECT {_QUERIES}.{ORDINAL}, c.* FROM unnest({array}) WITH ORDINALITY "
+        f"AS {_QUERIES}(v, {ORDINAL}) CROSS JOIN LATERAL ({inner}) AS c "
+        f"ORDER BY {_QUERIES}.{ORDINAL}, c.{DISTANCE}"
     )
 
 

@@ -34,6 +34,7 @@ from .._errors import (
 )
 from .._monitor.histogram import Histogram
 from .._monitor.recorder import Monitor
+from .._search import session as _session
 from .._typing import Connection, Pool, PoolConnection
 from . import capabilities
 from . import codecs as _codecs
@@ -60,6 +61,7 @@ class PooledConnection(Connection):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.vecdb_born = time.monotonic()
+        self.vecdb_session = _session.Session()
 
     def _cleanup(self) -> None:
         # asyncpg (0.32) runs this when the connection is lost, but leaves a COPY
@@ -135,6 +137,11 @@ async def create_pool(
     dsn: str, config: PoolConfig, monitor: Monitor | None = None
 ) -> ConnectionPool:
     """Open the pool described by ``config`` (``min_size`` connections up front)."""
+    # Searches keep their settings on the connection between holders (see
+    # _search/session.py); behind PgBouncer they use SET LOCAL and asyncpg's reset.
+    hooks: dict[str, Any] = {}
+    if not config.pgbouncer:
+        hooks = {"setup": _session.setup, "reset": _session.reset}
     pool: Pool = await asyncpg.create_pool(
         dsn,
         min_size=config.min_size,
@@ -145,6 +152,7 @@ async def create_pool(
         server_settings=server_settings(config),
         connection_class=PooledConnection,
         init=_init,
+        **hooks,
     )
     return ConnectionPool(pool, config, monitor)
 
