@@ -20,7 +20,6 @@ from .._config import check_int
 from .._errors import ArchiveChecksumError, ConfigError, translating
 from .._identifiers import qualified, quote_ident
 from .._monitor.recorder import recorded
-from .._routing import read_operation
 from .._schema import spec as _spec
 from .._schema.ddl import registry_name
 from .._schema.partitioning import ArchiveReport, PartitionInfo, Partitioning
@@ -41,6 +40,7 @@ from . import repartition as _repartition
 from .archive import ArchiveProgress
 from .indexing import ProgressCallback
 from .repartition import RepartitionCallback
+from .routing import read_operation
 from .sessions import refuse_through_pgbouncer
 from .writer import Writer
 

@@ -32,7 +32,7 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
 
-from .. import _routing
+from .._collections import routing as _routing
 from .._config import PoolConfig, redact_dsn
 from .._errors import (
     ReplicaUnavailableError,

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
-from ._errors import ReplicaConflictError
+from .._errors import ReplicaConflictError
 
 __all__ = ["Attempt", "current", "note_failure", "read_operation"]
 

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 
 import asyncpg
 
-from ._errors import (
+from . import (
     ConnectError,
     ConnectionLostError,
     DatabaseError,

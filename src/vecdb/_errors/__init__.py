@@ -40,7 +40,7 @@ both catch a `QueryTimeoutError`.)
 Every message says what was wrong and what to do about it; every subclass carries
 the data a program needs to react (versions, field names, ids).
 
-Driver errors become vecdb errors in one place, `vecdb._translate`, whose
+Driver errors become vecdb errors in one place, `vecdb._errors.translate`, whose
 names (`translate`, `translating`, `DRIVER_ERRORS` and the SQLSTATEs callers
 test) are re-exported here. A connection that died under a call is a
 `ConnectionLostError`, and the pool discards that connection.
@@ -444,7 +444,7 @@ class DuplicateRecordError(DatabaseError):
 
 # The translation lives in its own module, which needs the classes above; these
 # names stay importable from here, where every module has always found them.
-from ._translate import (  # noqa: E402
+from .translate import (  # noqa: E402
     DRIVER_ERRORS,
     INVALID_SCHEMA_NAME,
     READ_ONLY,
