@@ -17,12 +17,9 @@ from .._collections.indexing import IndexProgress
 from .._errors import CollectionNotFoundError
 from .._schema.spec import HNSW
 from .._server.database import Database, connections
-from .output import AddCommand, Outcome, table
+from .output import AddCommand, Outcome, bar, table
 
 __all__ = ["ProgressBar", "add_commands"]
-
-
-_BAR_WIDTH = 30
 
 
 class ProgressBar:
@@ -40,10 +37,7 @@ class ProgressBar:
     def __call__(self, progress: IndexProgress) -> None:
         fraction = progress.fraction
         if self._tty:
-            filled = round(_BAR_WIDTH * (fraction or 0.0))
-            percent = "  ?%" if fraction is None else f"{fraction:4.0%}"
-            bar = "#" * filled + "." * (_BAR_WIDTH - filled)
-            self._stream.write(f"\r[{bar}] {percent} {progress.index}: {progress.phase:<40}")
+            self._stream.write("\r" + bar(fraction, f"{progress.index}: {progress.phase:<40}"))
             if progress.phase == "done":
                 self._stream.write("\n")
         elif progress.phase != self._phase:

@@ -13,12 +13,14 @@ if TYPE_CHECKING:
     from .._server.database import Database
 
 __all__ = [
+    "BAR_WIDTH",
     "EXIT_CHECK_FAILED",
     "EXIT_ERROR",
     "EXIT_OK",
     "AddCommand",
     "Command",
     "Outcome",
+    "bar",
     "duration",
     "short",
     "table",
@@ -87,3 +89,13 @@ Command: TypeAlias = Callable[["Database", argparse.Namespace], Awaitable[Outcom
 """A command: runs against a connected database, returns its `Outcome`."""
 AddCommand: TypeAlias = Callable[[str, Command, str], argparse.ArgumentParser]
 """Registers a command on the parser: ``(name, function, help) -> its subparser``."""
+
+
+BAR_WIDTH = 30
+
+
+def bar(fraction: float | None, message: str) -> str:
+    """A progress line: ``[#####.....]  50% message`` (``?%`` when the total is unknown)."""
+    filled = round(BAR_WIDTH * (fraction or 0.0))
+    percent = "  ?%" if fraction is None else f"{fraction:4.0%}"
+    return f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {percent} {message}"

@@ -28,11 +28,10 @@ from .._errors import CollectionNotFoundError, ConfigError, translating
 from .._schema.partitioning import ArchiveReport, PartitionInfo, TimePartitions
 from .._schema.spec import CollectionSpec
 from .._server.database import Database, connections
-from .output import EXIT_ERROR, EXIT_OK, AddCommand, Outcome, table, when
+from .output import EXIT_ERROR, EXIT_OK, AddCommand, Outcome, bar, table, when
 
 __all__ = ["RowProgress", "add_commands", "moment", "positive", "stored_spec"]
 
-_BAR_WIDTH = 30
 _UNITS = ("kB", "MB", "GB", "TB")
 
 
@@ -195,9 +194,7 @@ class RowProgress:
         of = f" of {self._total:,}" if self._total else ""
         message = f"{name}: {rows:,}{of} rows {self._verb}"
         if self._tty:
-            filled = round(_BAR_WIDTH * (fraction or 0.0))
-            percent = "  ?%" if fraction is None else f"{fraction:4.0%}"
-            line = f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {percent} {message}"
+            line = bar(fraction, message)
             self._stream.write("\r" + line.ljust(self._width))
             self._width = len(line)
         else:

@@ -15,12 +15,11 @@ from typing import TextIO
 from .._collections import repartition as _repartition
 from .._schema.partitioning import INTERVALS, Partitioning, TimePartitions, ValuePartitions
 from .._server.database import Database, connections
-from .output import AddCommand, Outcome
+from .output import AddCommand, Outcome, bar
 from .partitions import positive, stored_spec
 
 __all__ = ["RepartitionBar", "add_commands"]
 
-_BAR_WIDTH = 30
 # The copy holds one connection for the run; the index builds and the swap's
 # retries take a second one from the pool.
 POOL_SIZE = 2
@@ -48,9 +47,7 @@ class RepartitionBar:
         detail = f" ({report.detail})" if report.detail else ""
         message = f"{report.phase}{detail}: {report.rows_done:,}{of}"
         if self._tty:
-            filled = round(_BAR_WIDTH * (fraction or 0.0))
-            percent = "  ?%" if fraction is None else f"{fraction:4.0%}"
-            line = f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {percent} {message}"
+            line = bar(fraction, message)
             if self._shown is not None and self._shown[0] != report.phase:
                 self._stream.write("\n")  # the finished phase keeps its line
                 self._width = 0
@@ -82,14 +79,14 @@ def _partitioning(args: argparse.Namespace) -> Partitioning:
 async def _command(db: Database, args: argparse.Namespace) -> Outcome:
     spec = await stored_spec(db, args.collection)
     partitioning = _partitioning(args)  # its own checks, before anything runs
-    bar = None if args.json else RepartitionBar(sys.stderr)
+    drawer = None if args.json else RepartitionBar(sys.stderr)
     held: list[float] = []
 
     def progress(report: _repartition.RepartitionProgress) -> None:
         if report.lock_held is not None:
             held.append(report.lock_held)
-        if bar is not None:
-            bar(report)
+        if drawer is not None:
+            drawer(report)
 
     pool = connections(db)
     try:
@@ -102,8 +99,8 @@ async def _command(db: Database, args: argparse.Namespace) -> Outcome:
             timeout=args.timeout,
         )
     finally:
-        if bar is not None:
-            bar.close()
+        if drawer is not None:
+            drawer.close()
         await pool.schema_changed()  # the table was swapped: asyncpg #103
     lock = held[-1] if held else None
     data = {
