@@ -6,18 +6,23 @@ Run from the repository root:
     .venv/bin/python benchmarks/bench_monitoring.py --synthetic 20000 --queries 2000
     .venv/bin/python benchmarks/bench_monitoring.py --data PATH --rows 20000 --queries 2000
 
-One collection, three `Database` handles on it, each with its own pool of one
-connection, taking turns every ``--batch`` queries (unfiltered search, k=10,
-one client), ``--rounds`` times:
+One collection and one `Database` on it, searching through one connection
+(unfiltered, k=10, one client); its tracing is switched every ``--batch``
+queries between three sides, in rotating order, ``--rounds`` times:
 
 - ``off``: no tracing at all, as when ``opentelemetry`` is not installed (the
-  in-process recorder behind ``db.stats()`` is always on), no Prometheus;
+  in-process recorder behind ``db.stats()`` is always on), no scrapes;
 - ``otel idle``: OpenTelemetry installed but not configured (the global no-op
-  providers), no Prometheus;
+  providers), no scrapes;
 - ``on``: an SDK ``TracerProvider`` with a ``BatchSpanProcessor`` (spans
   exported to a sink that drops them), an SDK ``MeterProvider`` recording the
   duration histogram, and a `VecdbCollector` on a ``prometheus_client`` HTTP
-  server scraped every second from a thread.
+  server scraped every second from a thread (only during ``on``'s turns).
+
+One connection for every side: each `Database` has its own server backend,
+and two backends on a 2-core machine land on the cores differently enough to
+move a p50 by 5-10% (measured: an ``otel idle`` handle of its own ran 9.8%
+above ``off`` with 4 µs of recording), which is more than the cost measured.
 
 Prints p50 and p95 per side and the ratio of each p50 to ``off``'s. On a busy
 machine that ratio moves by more than the cost itself, so the script also
@@ -34,7 +39,7 @@ import asyncio
 import threading
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +53,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 import vecdb
 from vecdb._monitor.recorder import Monitor, note_search
-from vecdb._monitor.tracing import Tracing
+from vecdb._monitor.tracing import Tracing, make
 from vecdb._server.database import connections
 from vecdb.prometheus import VecdbCollector
 
@@ -84,8 +89,10 @@ def load_vectors(
     return vectors, queries
 
 
-def scraper(url: str, stop: threading.Event, counts: list[int]) -> None:
+def scraper(url: str, stop: threading.Event, on: threading.Event, counts: list[int]) -> None:
     while not stop.wait(1.0):
+        if not on.is_set():
+            continue
         with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - 127.0.0.1
             response.read()
         counts[0] += 1
@@ -103,25 +110,28 @@ async def load(dsn: str, vectors: npt.NDArray[np.float32]) -> None:
 
 
 async def take_turns(
-    handles: dict[str, vecdb.Collection[Item]],
+    items: vecdb.Collection[Item],
+    switch: Callable[[str], None],
+    names: list[str],
     queries: npt.NDArray[np.float32],
     args: argparse.Namespace,
 ) -> dict[str, list[float]]:
     """Each side searches ``--batch`` queries in turn; the order rotates every batch."""
-    times: dict[str, list[float]] = {name: [] for name in handles}
-    for h in handles.values():  # warm: plans, caches, the first spans
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for name in names:  # warm: plans, caches, the first spans
+        switch(name)
         for q in queries[:50]:
-            await h.search(q, k=10)
-    order = list(handles)
+            await items.search(q, k=10)
+    order = list(names)
     n = 0
     for _ in range(args.rounds * max(1, args.queries // args.batch)):
         batch = queries[[(n + j) % len(queries) for j in range(args.batch)]]
         n += args.batch
         for name in order:
-            h = handles[name]
+            switch(name)
             for q in batch:
                 t = time.perf_counter()
-                await h.search(q, k=10)
+                await items.search(q, k=10)
                 times[name].append(time.perf_counter() - t)
         order = order[1:] + order[:1]
     return times
@@ -131,7 +141,9 @@ def per_call(tracing: Tracing | None, calls: int = 20_000) -> float:
     """CPU seconds one operation's recording costs this thread (a search's, with its notes).
 
     CPU time of this thread, not wall time: on a loaded machine the wall clock
-    also counts the time the thread waited for a core.
+    also counts the time the thread waited for a core. It includes the span and
+    the histogram entry, which a search records at the loop's next turn and
+    which, with no loop running here, are recorded at once.
     """
     monitor = Monitor(tracing)
     started = time.thread_time()
@@ -139,6 +151,8 @@ def per_call(tracing: Tracing | None, calls: int = 20_000) -> float:
         with monitor.operation("search", "items") as op:
             note_search("hnsw", 10, {}, "SELECT ...")
             op.returned([])
+        if tracing is not None:
+            tracing.flush()  # what the loop's next turn does after a real search
     return (time.thread_time() - started) / calls
 
 
@@ -149,39 +163,43 @@ async def run(args: argparse.Namespace, dsn: str) -> None:
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(BatchSpanProcessor(sink))
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
-    off = await vecdb.connect(dsn, pool=POOL, migrate="off")
-    connections(off).monitor.tracing = None  # as without opentelemetry installed
-    idle = await vecdb.connect(dsn, pool=POOL, migrate="off")
-    on = await vecdb.connect(
+    db = await vecdb.connect(
         dsn,
         pool=POOL,
         migrate="off",
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
     )
+    monitor = connections(db).monitor
+    traced = monitor.tracing
+    idle = make(None, None, dsn=dsn)  # the global providers, left unconfigured
+    sides: dict[str, Tracing | None] = {"off": None, "otel idle": idle, "on": traced}
     if args.aa:
         # The noise floor: three sides alike (all off), everything else the same.
-        for db in (idle, on):
-            connections(db).monitor.tracing = None
+        sides = {"off": None, "otel idle": None, "on": None}
     registry = CollectorRegistry()
     if not args.aa:
-        registry.register(VecdbCollector(on))
+        registry.register(VecdbCollector(db))
     server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
-    stop, scrapes = threading.Event(), [0]
+    stop, scrapes, scraping_on = threading.Event(), [0], threading.Event()
     url = f"http://127.0.0.1:{server.server_port}/metrics"
-    scraping = threading.Thread(target=scraper, args=(url, stop, scrapes), daemon=True)
+    scraping = threading.Thread(target=scraper, args=(url, stop, scraping_on, scrapes), daemon=True)
     scraping.start()
-    sides = {"off": off, "otel idle": idle, "on": on}
     try:
-        handles = {
-            name: await db.collection("items", Item, dim=vectors.shape[1])
-            for name, db in sides.items()
-        }
-        times = await take_turns(handles, queries, args)
+        items = await db.collection("items", Item, dim=vectors.shape[1])
+
+        def switch(name: str) -> None:
+            monitor.tracing = sides[name]
+            if name == "on" and not args.aa:
+                scraping_on.set()
+            else:
+                scraping_on.clear()
+
+        times = await take_turns(items, switch, list(sides), queries, args)
         costs = {
             "off": per_call(None),
-            "otel idle": per_call(connections(idle).monitor.tracing),
-            "on": per_call(connections(on).monitor.tracing),
+            "otel idle": per_call(sides["otel idle"]),
+            "on": per_call(sides["on"]),
         }
     finally:
         stop.set()
@@ -189,8 +207,8 @@ async def run(args: argparse.Namespace, dsn: str) -> None:
         server.shutdown()
         server.server_close()
         thread.join()
-        for db in sides.values():
-            await db.close()
+        monitor.tracing = traced
+        await db.close()
         tracer_provider.shutdown()
         meter_provider.shutdown()
     report(times, costs)

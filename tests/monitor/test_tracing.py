@@ -6,14 +6,19 @@ docs/operations.md ("Tracing").
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+import asyncpg
 import numpy as np
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -73,6 +78,11 @@ async def traced(
         await db.close()
 
 
+async def _settled() -> None:
+    """Let the loop turn once: vecdb records an operation's span just after the call returns."""
+    await asyncio.sleep(0)
+
+
 def _spans(exporter: InMemorySpanExporter, prefix: str) -> list[ReadableSpan]:
     return [s for s in exporter.get_finished_spans() if s.name.startswith(prefix)]
 
@@ -87,8 +97,10 @@ async def test_a_search_span_follows_the_database_conventions(
     docs = await traced.collection("docs", Doc, dim=8)
     vectors = _vectors(20)
     await docs.upsert(Doc(id=i, lang="en", embedding=vectors[i]) for i in range(20))
+    await _settled()
     exporter.clear()
     hits = await docs.search(vectors[0], k=5, ef_search=64)
+    await _settled()
     [span] = exporter.get_finished_spans()
     assert span.name == "search docs"
     assert span.kind is SpanKind.CLIENT
@@ -116,10 +128,12 @@ async def test_a_failed_operation_carries_error_type_and_the_sqlstate(
     docs = await traced.collection("docs", Doc, dim=8)
     async with traced.acquire() as conn:
         await conn.execute("DROP TABLE docs")  # behind vecdb's back: the server refuses
+    await _settled()
     exporter.clear()
     with pytest.raises(vecdb.DatabaseError) as caught:
         await docs.count()
     assert caught.value.sqlstate == "42P01"
+    await _settled()
     [span] = _spans(exporter, "count docs")
     attributes = dict(span.attributes or {})
     assert attributes["error.type"] == f"vecdb.{type(caught.value).__name__}"
@@ -132,9 +146,11 @@ async def test_an_error_vecdb_raises_itself_has_error_type_and_no_status_code(
     traced: vecdb.Database, exporter: InMemorySpanExporter
 ) -> None:
     docs = await traced.collection("docs", Doc, dim=8)
+    await _settled()
     exporter.clear()
     with pytest.raises(vecdb.ConfigError):
         await docs.search([0.0] * 8, k=0)
+    await _settled()
     [span] = _spans(exporter, "search docs")
     attributes = dict(span.attributes or {})
     assert attributes["error.type"] == "vecdb.ConfigError"
@@ -147,6 +163,7 @@ async def test_every_public_operation_gets_its_span(
 ) -> None:
     docs = await traced.collection("docs", Doc, dim=8)
     vectors = _vectors(4)
+    await _settled()
     exporter.clear()
     await docs.upsert(Doc(id=i, lang="en", embedding=vectors[i]) for i in range(4))
     await docs.get(1)
@@ -154,6 +171,7 @@ async def test_every_public_operation_gets_its_span(
     await docs.count()
     await docs.search_many(vectors[:2], k=2)
     await docs.delete([3])
+    await _settled()
     names = [s.name for s in exporter.get_finished_spans()]
     assert names == [
         "upsert docs",
@@ -170,6 +188,68 @@ async def test_every_public_operation_gets_its_span(
     assert rows["search_many docs"] == 2  # one list of hits per query
 
 
+async def test_a_span_is_recorded_after_the_call_with_its_true_times_and_parent(
+    traced: vecdb.Database, exporter: InMemorySpanExporter, tracer_provider: TracerProvider
+) -> None:
+    docs = await traced.collection("docs", Doc, dim=8)
+    await docs.upsert([Doc(id=1, lang="en", embedding=_vectors(1)[0])])
+    await _settled()
+    exporter.clear()
+    tracer = tracer_provider.get_tracer("app")
+    with tracer.start_as_current_span("request") as request:
+        before = time.time_ns()
+        await docs.count()
+        after = time.time_ns()
+        # Off the caller's path: nothing is recorded until the loop turns.
+        assert _spans(exporter, "count docs") == []
+        await _settled()
+    [span] = _spans(exporter, "count docs")
+    assert span.start_time is not None
+    assert span.end_time is not None
+    assert before <= span.start_time <= span.end_time <= after
+    assert span.parent is not None
+    assert span.parent.span_id == request.get_span_context().span_id
+    assert dict(span.attributes or {})["db.response.returned_rows"] == 1
+
+
+async def test_pending_spans_are_recorded_when_the_database_closes(
+    dsn: str, tracer_provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    db = await vecdb.connect(dsn, tracer_provider=tracer_provider)
+    docs = await db.collection("docs", Doc, dim=8)
+    await docs.count()
+    await db.close()  # no loop turn in between
+    assert [s.name for s in _spans(exporter, "count docs")] == ["count docs"]
+
+
+async def test_under_a_driver_instrumentation_the_span_is_current_while_the_call_runs(
+    traced: vecdb.Database, exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With asyncpg's methods wrapped (as an instrumentation does), the driver's spans nest."""
+    seen: list[str] = []
+
+    def instrument(name: str) -> None:
+        method = getattr(asyncpg.Connection, name)
+
+        @functools.wraps(method)
+        async def wrapper(self: asyncpg.Connection, *args: object, **kwargs: object) -> object:
+            span = trace.get_current_span()
+            seen.append(getattr(span, "name", ""))
+            return await method(self, *args, **kwargs)
+
+        monkeypatch.setattr(asyncpg.Connection, name, wrapper)
+
+    docs = await traced.collection("docs", Doc, dim=8)
+    for name in ("fetch", "fetchrow", "fetchval", "execute"):
+        instrument(name)
+    await _settled()
+    exporter.clear()
+    assert await docs.count() == 0
+    # Recorded at once, not at the loop's next turn.
+    assert [s.name for s in _spans(exporter, "count docs")] == ["count docs"]
+    assert "count docs" in seen
+
+
 async def test_the_duration_histogram_is_recorded_per_operation(
     traced: vecdb.Database, reader: InMemoryMetricReader
 ) -> None:
@@ -178,6 +258,7 @@ async def test_the_duration_histogram_is_recorded_per_operation(
     await docs.upsert(Doc(id=i, lang="en", embedding=vectors[i]) for i in range(3))
     for _ in range(4):
         await docs.search(vectors[0], k=2)
+    await _settled()
     data = reader.get_metrics_data()
     assert data is not None
     [metric] = [

@@ -2,7 +2,7 @@
 
 Every public collection operation runs inside one `Operation` (a ``with``
 block): it times the call, counts it under ``(operation, collection,
-strategy)``, and, when tracing is on, opens and closes its span. The cost is a
+strategy)``, and, when tracing is on, hands its span to `Tracing`. The cost is a
 ``perf_counter`` pair, a context variable and a histogram increment; without
 OpenTelemetry it is one ``is None`` branch more. Memory is bounded: each series
 is a fixed-size `Histogram`, and past `MAX_SERIES` new collections share the
@@ -100,6 +100,11 @@ class Monitor:
     def operation(self, name: str, collection: str) -> Operation:
         """The ``with`` block of one public operation."""
         return Operation(self, name, collection)
+
+    def flush(self) -> None:
+        """Record the spans still pending now (before the pool closes)."""
+        if self.tracing is not None:
+            self.tracing.flush()
 
     def series(self) -> list[tuple[tuple[str, str, str], Series]]:
         """Every series, ``((operation, collection, strategy), series)``; safe from any thread."""

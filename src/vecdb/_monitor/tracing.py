@@ -7,6 +7,13 @@ every value), ``db.response.returned_rows``, ``server.address`` and
 ``server.port``; on failure ``error.type`` and ``db.response.status_code``
 (the SQLSTATE). The ``db.client.operation.duration`` histogram is in seconds.
 
+The span of an operation is made when the operation ends, with all its
+attributes and its true start and end times, and recorded at the event loop's
+next turn rather than on the caller's path: a search returns first, and its
+span and duration histogram are recorded while the caller's next query is on
+the wire. Only when an asyncpg instrumentation is installed is the span opened
+at the start and made current, so that the driver's spans nest under it.
+
 ``opentelemetry`` is imported here only, and only when `make` is called with
 it installed; without it `make` returns ``None`` and the recorder never
 calls into this module.
@@ -14,10 +21,15 @@ calls into this module.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from asyncpg import Connection as _Connection
 
 from .._errors import ConfigError
 from .._version import __version__
@@ -28,6 +40,8 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
 
 __all__ = ["DURATION_BUCKETS", "Tracing", "make", "server_attributes"]
+
+_log = logging.getLogger("vecdb.tracing")
 
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
 """The conventions' advice for ``db.client.operation.duration``."""
@@ -94,6 +108,8 @@ class Tracing:
             explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
         )
         self._attributes = attributes
+        self._pending: list[_Late] = []
+        self._scheduled = False
         # The histogram's attributes: the conventions leave out the high-cardinality ones.
         self._metric_attributes = {
             k: v
@@ -101,54 +117,109 @@ class Tracing:
             if k in {"db.system.name", "db.namespace", "server.address", "server.port"}
         }
 
-    def start(self, op: Operation) -> tuple[Span, object]:
-        """Open ``op``'s span and make it current (a driver's spans nest under it)."""
-        span = self._tracer.start_span(
-            f"{op.name} {op.collection}",
-            kind=self._kind,
-            attributes={
-                **self._attributes,
-                "db.collection.name": op.collection,
-                "db.operation.name": op.name,
-            },
-        )
-        token = self._context.attach(self._trace.set_span_in_context(span))
-        return span, token
+    def start(self, op: Operation) -> _Late | _Eager:
+        """Begin ``op``'s span: note its parent and start time, or open it now if spans nest.
+
+        The span is made when the operation ends (`end`), with every attribute
+        at once and its real start time, unless a driver instrumentation is
+        installed: then it is opened now and made current, so the driver's
+        spans nest under it.
+        """
+        if _driver_instrumented():
+            span = self._tracer.start_span(
+                f"{op.name} {op.collection}",
+                kind=self._kind,
+                attributes={
+                    **self._attributes,
+                    "db.collection.name": op.collection,
+                    "db.operation.name": op.name,
+                },
+            )
+            return _Eager(span, self._context.attach(self._trace.set_span_in_context(span)))
+        return _Late(op, self._context.get_current(), time.time_ns())
 
     def end(
-        self, op: Operation, started: tuple[Span, object], elapsed: float, exc: BaseException | None
+        self, op: Operation, started: _Late | _Eager, elapsed: float, exc: BaseException | None
     ) -> None:
-        """Close ``op``'s span with what it learned, and record its duration."""
-        span, token = started
-        self._context.detach(token)  # type: ignore[arg-type]
-        # One set_attributes: the SDK takes its lock once, not once per attribute.
-        learned: dict[str, str | int] = {}
-        if op.query is not None:
-            learned["db.query.text"] = op.query
-        if op.rows is not None:
-            learned["db.response.returned_rows"] = op.rows
-        if op.strategy is not None:
-            learned["vecdb.search.strategy"] = op.strategy
-        if op.k is not None:
-            learned["vecdb.search.k"] = op.k
-        if op.ef_search is not None:
-            learned["vecdb.search.ef_search"] = op.ef_search
+        """Finish ``op``'s span and record its duration: eagerly, or at the loop's next turn.
+
+        A late span is finished off the caller's path: the call returns first,
+        and the span and histogram are recorded at the event loop's next turn
+        (typically while the caller's next query is on the wire). `flush`
+        records whatever is still pending.
+        """
+        if isinstance(started, _Eager):
+            self._context.detach(started.token)  # type: ignore[arg-type]
+            self._finish(op, started.span, started, elapsed, exc)
+            return
+        started.elapsed, started.error = elapsed, exc
+        self._pending.append(started)
+        if not self._scheduled:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop (cannot happen for async calls): record now
+                self.flush()
+                return
+            self._scheduled = True
+            loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Record every pending span and duration now (at the loop's turn, and at close)."""
+        self._scheduled = False
+        pending, self._pending = self._pending, []
+        for late in pending:
+            try:
+                self._finish_late(late)
+            except Exception:  # noqa: BLE001 - telemetry must never break the loop
+                _log.debug("recording a span failed", exc_info=True)
+
+    def _finish_late(self, late: _Late) -> None:
+        op = late.op
+        attributes: dict[str, str | int] = {
+            **self._attributes,
+            "db.collection.name": op.collection,
+            "db.operation.name": op.name,
+        }
+        # Given at start, the attributes are cleaned once and seen by the sampler.
+        attributes.update(_learned(op, late.error))
+        span = self._tracer.start_span(
+            f"{op.name} {op.collection}",
+            context=late.parent,  # type: ignore[arg-type]
+            kind=self._kind,
+            attributes=attributes,
+            start_time=late.started_ns,
+        )
+        self._finish(op, span, late, late.elapsed, late.error, attributes_set=True)
+
+    def _finish(
+        self,
+        op: Operation,
+        span: Span,
+        started: _Late | _Eager,
+        elapsed: float,
+        exc: BaseException | None,
+        *,
+        attributes_set: bool = False,
+    ) -> None:
+        end_ns = started.started_ns + int(elapsed * 1e9) if isinstance(started, _Late) else None
         metric = {
             **self._metric_attributes,
             "db.collection.name": op.collection,
             "db.operation.name": op.name,
         }
         if exc is not None:
-            kind = _qualified_name(exc)
-            metric["error.type"] = learned["error.type"] = kind
+            metric["error.type"] = _qualified_name(exc)
             sqlstate = getattr(exc, "sqlstate", None)
             if isinstance(sqlstate, str):
-                metric["db.response.status_code"] = learned["db.response.status_code"] = sqlstate
-            span.record_exception(exc)
-            span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, str(exc)))
+                metric["db.response.status_code"] = sqlstate
         if span.is_recording():  # not a no-op span (global providers left unconfigured)
-            span.set_attributes(learned)
-        span.end()
+            if not attributes_set:
+                # One set_attributes: the SDK takes its lock once, not once per attribute.
+                span.set_attributes(_learned(op, exc))
+            if exc is not None:
+                span.record_exception(exc, timestamp=end_ns)
+                span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, str(exc)))
+        span.end(end_time=end_ns)
         self._duration.record(elapsed, metric)
 
     @contextlib.contextmanager
@@ -173,6 +244,55 @@ class Tracing:
                 if isinstance(sqlstate, str):
                     span.set_attribute("db.response.status_code", sqlstate)
                 raise
+
+
+class _Late:
+    """A span to be made when its operation ends: its parent context and start time."""
+
+    __slots__ = ("elapsed", "error", "op", "parent", "started_ns")
+
+    def __init__(self, op: Operation, parent: object, started_ns: int) -> None:
+        self.op = op
+        self.parent = parent
+        self.started_ns = started_ns
+        self.elapsed = 0.0
+        self.error: BaseException | None = None
+
+
+class _Eager:
+    """A span opened at the operation's start and made current (a driver's spans nest)."""
+
+    __slots__ = ("span", "token")
+
+    def __init__(self, span: Span, token: object) -> None:
+        self.span = span
+        self.token = token
+
+
+def _driver_instrumented() -> bool:
+    """Whether an asyncpg instrumentation (wrapt wrappers on its methods) is installed."""
+    return hasattr(_Connection.fetch, "__wrapped__") or hasattr(_Connection.execute, "__wrapped__")
+
+
+def _learned(op: Operation, exc: BaseException | None) -> dict[str, str | int]:
+    """What the operation learned on the way, as span attributes."""
+    learned: dict[str, str | int] = {}
+    if op.query is not None:
+        learned["db.query.text"] = op.query
+    if op.rows is not None:
+        learned["db.response.returned_rows"] = op.rows
+    if op.strategy is not None:
+        learned["vecdb.search.strategy"] = op.strategy
+    if op.k is not None:
+        learned["vecdb.search.k"] = op.k
+    if op.ef_search is not None:
+        learned["vecdb.search.ef_search"] = op.ef_search
+    if exc is not None:
+        learned["error.type"] = _qualified_name(exc)
+        sqlstate = getattr(exc, "sqlstate", None)
+        if isinstance(sqlstate, str):
+            learned["db.response.status_code"] = sqlstate
+    return learned
 
 
 def _qualified_name(exc: BaseException) -> str:

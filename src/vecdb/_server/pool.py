@@ -362,6 +362,7 @@ class ConnectionPool:
         if self._closed:
             return
         self._closed = True
+        self.monitor.flush()
         with anyio.CancelScope(shield=True):
             try:
                 with anyio.fail_after(timeout):
