@@ -703,7 +703,7 @@ async def part_profile(  # noqa: PLR0915 - one step after another, each timed
     await items.search(q, k=10, ef_search=40)  # plans it: later calls find the plan cached
     cache = searcher._unfiltered
     key = (None, 10, 40, False, False, None, None)
-    spec_v, prepared = cache[key]
+    spec_v, prepared, _strategy = cache[key]
 
     async def validate() -> Any:
         # What a search with a known plan checks: the cache key, the query vector.

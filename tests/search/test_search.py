@@ -580,6 +580,17 @@ async def test_rows_decode_to_the_records_full_validation_makes(
             assert fast.model_dump(exclude={"embedding", "title"}) == original.model_dump(
                 exclude={"embedding", "title"}
             )
+    # Many rows in one loop: the same records, whether the columns come first
+    # and in order (by position) or not (by name).
+    many = c._codec.from_rows(rows, with_vectors=with_vectors)
+    for record, row in zip(many, rows, strict=True):
+        assert_same_record(record, c._codec._validate_row(row, with_vectors=with_vectors))
+    async with db.acquire() as conn:
+        shuffled = await conn.fetch(f"SELECT 0 AS first, * FROM {c._table} ORDER BY id")
+    for record, row in zip(
+        c._codec.from_rows(shuffled, with_vectors=with_vectors), rows, strict=True
+    ):
+        assert_same_record(record, c._codec._validate_row(row, with_vectors=with_vectors))
     assert await c.get(1) == EVERYTHING[0]
     hits = await c.search(
         EVERYTHING[1].embedding, k=2, include_vectors=with_vectors, field="embedding"

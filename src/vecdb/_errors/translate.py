@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from types import TracebackType
 
 import asyncpg
 
@@ -209,18 +209,32 @@ def _client_error(exc: BaseException) -> VecdbError:
     return VecdbError(f"database client error: {exc}")
 
 
-@contextlib.contextmanager
-def translating(*, connecting_to: str | None = None) -> Iterator[None]:
+class translating:  # noqa: N801 - used as a function: ``with translating():``
     """Re-raise driver errors raised inside the block as vecdb errors (``from`` the original).
+
+    A class, not a generator context manager: every search enters it twice,
+    and this costs a fifth of what ``@contextmanager`` does.
 
     Args:
         connecting_to: As for `translate`: the block opens a connection to this server.
     """
-    try:
-        yield
-    except VecdbError:
-        raise
-    except DRIVER_ERRORS as exc:
-        translated = translate(exc, connecting_to=connecting_to)
+
+    __slots__ = ("_connecting_to",)
+
+    def __init__(self, *, connecting_to: str | None = None) -> None:
+        self._connecting_to = connecting_to
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None or isinstance(exc, VecdbError) or not isinstance(exc, DRIVER_ERRORS):
+            return
+        translated = translate(exc, connecting_to=self._connecting_to)
         assert translated is not None  # noqa: S101 - translate() covers every DRIVER_ERRORS type
         raise translated from exc

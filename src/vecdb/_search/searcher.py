@@ -328,8 +328,10 @@ class Searcher(Generic[M]):
                     self._unfiltered[key] = (spec_v, prepared, strategy)
             note_search(strategy, k, prepared.settings, prepared.sql)
             rows = await self._fetch(conn, query, prepared)
-        decode, vectors = self._codec.from_row, prepared.include_vectors
-        return [Hit(decode(row, with_vectors=vectors), float(row[DISTANCE])) for row in rows]
+        records = self._codec.from_rows(rows, with_vectors=prepared.include_vectors)
+        return [
+            Hit(record, float(row[DISTANCE])) for record, row in zip(records, rows, strict=True)
+        ]
 
     def _prepare(  # noqa: PLR0917 - private; the search's own arguments, in order
         self,
@@ -406,17 +408,15 @@ class Searcher(Generic[M]):
         size = max(_BATCH_MIN, -(-n // limit))
         size = max(1, min(size, _BATCH_MAX_ROWS // k))
         gate = asyncio.Semaphore(limit)
-        decode = self._codec.from_row
 
         async def chunk(start: int) -> list[list[Hit[M]]]:
             part = [_Element(q) for q in queries[start : start + size]]
             async with gate, _session.acquire(self._pool) as conn:
                 rows = await self._fetch(conn, part, prepared)
             found: list[list[Hit[M]]] = [[] for _ in part]
-            for row in rows:
-                found[row[ORDINAL] - 1].append(
-                    Hit(decode(row, with_vectors=include_vectors), float(row[DISTANCE]))
-                )
+            records = self._codec.from_rows(rows, with_vectors=include_vectors)
+            for record, row in zip(records, rows, strict=True):
+                found[row[ORDINAL] - 1].append(Hit(record, float(row[DISTANCE])))
             return found
 
         try:
