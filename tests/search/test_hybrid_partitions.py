@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
@@ -403,6 +404,24 @@ async def test_archive_and_restore_keep_the_column_and_index(db: vecdb.Database)
     assert restored.rows == report.rows
     assert set((await partition_columns(db)).values()) == {("s", 1)}  # re-attached
     same_hits(await col.search(None, k=200, text=TEXT), before)
+
+
+async def test_an_exported_archive_comes_back_searchable(
+    db: vecdb.Database, tmp_path: Path
+) -> None:
+    """The file holds the fields only; the tsvector is generated again as the rows return."""
+    pytest.importorskip("pyarrow")
+    col = await make(db, MONTHLY, rows(120))
+    before = await col.search(None, k=200, text=TEXT)
+    archived = await col.archive(older_than=first_of(3))
+    path = tmp_path / "notes.parquet"
+    await col.export_archive(path)
+    await col.purge_archive(first_of(3), confirm="notes")
+    report = await col.restore(from_file=path)
+    assert report.rows == archived.rows
+    assert report.checksum_after == archived.checksum_after
+    same_hits(await col.search(None, k=200, text=TEXT), before)
+    assert set((await partition_columns(db)).values()) == {("s", 1)}
 
 
 @pytest.mark.parametrize(
