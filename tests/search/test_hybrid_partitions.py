@@ -289,9 +289,12 @@ async def test_both_halves_apply_the_same_where(db: vecdb.Database, partition: A
     assert {9001, 9002} <= {h.record.id for h in await col.search(q, k=40, text=TEXT)}
 
 
-async def test_hnsw_hybrid_search_over_many_partitions_returns_k(db: vecdb.Database) -> None:
+@pytest.mark.parametrize("quantization", [None, "halfvec", "binary"])
+async def test_hnsw_hybrid_search_over_many_partitions_returns_k(
+    db: vecdb.Database, quantization: Any
+) -> None:
     """Each partition's HNSW scan yields enough candidates (ef_search covers them)."""
-    col = await make(db, MONTHLY, rows(1200), index=vecdb.HNSW())
+    col = await make(db, MONTHLY, rows(1200), index=vecdb.HNSW(quantization=quantization))
     for k in (10, 50):
         hits = await col.search(unit(4), k=k, text=TEXT)
         assert len(hits) == k
@@ -328,6 +331,12 @@ async def test_each_half_uses_its_index_on_every_partition(planned_db: vecdb.Dat
     assert not keyword.uses_vector_index
     assert keyword.strategy == "exact"
     assert "keyword search alone" in keyword.reason
+    # The same on one table: the parent's own indexes.
+    twin = await make(planned_db, None, rows(1200), name="twin", index=vecdb.HNSW())
+    one = await twin.explain(unit(6), k=10, text=TEXT)
+    assert one.uses_vector_index
+    assert one.uses_text_index
+    assert scanned(one.plan["Plan"], "_text_fts") == {"twin"}
 
 
 async def test_a_filter_on_the_partition_key_prunes_both_halves(
