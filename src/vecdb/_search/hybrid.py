@@ -15,6 +15,11 @@ HNSW index. So:
   and ``ts_rank`` (larger is better) are not on one scale (langchain-postgres
   #234, mem0 #6883).
 
+On a partitioned collection each half runs over the partitions the filter
+leaves (each on its own partition's HNSW or GIN index), carries the partition
+key beside the id, and the fused rows are fetched by primary key: one probe of
+the one partition holding each (run-time pruning).
+
 Both halves apply the same compiled filter. ``websearch_to_tsquery`` accepts
 any text (quotes, operators, backslashes); NUL characters, which PostgreSQL
 text cannot hold, are replaced by spaces before binding. A query of stop words
