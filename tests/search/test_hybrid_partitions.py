@@ -295,11 +295,14 @@ async def test_hnsw_hybrid_search_over_many_partitions_returns_k(
 ) -> None:
     """Each partition's HNSW scan yields enough candidates (ef_search covers them)."""
     col = await make(db, MONTHLY, rows(1200), index=vecdb.HNSW(quantization=quantization))
-    for k in (10, 50):
-        hits = await col.search(unit(4), k=k, text=TEXT)
-        assert len(hits) == k
-        vector_ranks = sorted(h.vector_rank for h in hits if h.vector_rank is not None)
-        assert vector_ranks[0] == 1
+    for where in (None, {"tenant": "t1"}):
+        for k in (10, 50):
+            hits = await col.search(unit(4), k=k, text=TEXT, where=where)
+            assert len(hits) == k
+            vector_ranks = sorted(h.vector_rank for h in hits if h.vector_rank is not None)
+            assert vector_ranks[0] == 1
+            if where is not None:
+                assert {h.record.tenant for h in hits} == {"t1"}
 
 
 # -- explain: indexes and pruning ------------------------------------------------------------
