@@ -365,18 +365,6 @@ async def test_an_unknown_language_is_refused_and_nothing_is_made(db: vecdb.Data
     assert await db.collections() == []
 
 
-async def test_fulltext_on_a_partitioned_collection_is_refused(db: vecdb.Database) -> None:
-    class Event(vecdb.Record):
-        id: int
-        created_at: dt.datetime
-        text: Annotated[str, vecdb.FullText()]
-        embedding: vecdb.Vector
-
-    with pytest.raises(vecdb.ConfigError, match="partitioned collections do not support"):
-        await db.collection("events", Event, dim=DIM, partition=vecdb.TimePartitions("created_at"))
-    assert await db.collections() == []
-
-
 class Note(vecdb.Record):
     id: int
     created_at: dt.datetime

@@ -48,6 +48,7 @@ from .._schema.ddl import registry_name
 from .._schema.partitioning import ArchiveReport, PartitionInfo, TimePartitions
 from .._schema.spec import CollectionSpec
 from .._typing import AnyConnection, Connections
+from . import fulltext as _fulltext
 from . import partitions as _partitions
 from .checksums import EMPTY, checksum, combine, subtract
 
@@ -407,6 +408,8 @@ async def _finish_restore(
         )
     table = qualified(spec.schema, name)
     if not marked.attached:
+        # An evolve since it was archived may have changed the FullText columns.
+        await _fulltext.conform(conn, spec, name)
         await _partitions.attach(conn, spec, _key(spec, marked.record["key"]), table)
     after = await checksum(conn, spec, table)
     if after != marked.record["checksum"]:

@@ -426,7 +426,7 @@ class Collection(Generic[M]):
     @read_operation
     async def explain(
         self,
-        vector: VectorInput,
+        vector: VectorInput | None,
         k: int = 10,
         *,
         where: Mapping[str, Any] | None = None,
@@ -435,11 +435,17 @@ class Collection(Generic[M]):
         field: str | None = None,
         analyze: bool = False,
         timeout: float | None = None,
+        text: str | None = None,
+        fusion: RRF | None = None,
     ) -> Explain:
         """How `search` would run this query: strategy, settings and PostgreSQL's plan.
 
+        Example:
+            >>> plan = await chunks.explain(q, k=10, text="pool timeout")
+            >>> plan.uses_vector_index, plan.uses_text_index
+
         Args:
-            vector: The query vector, as for `search`.
+            vector: The query vector, as for `search` (``None`` with ``text=``).
             k: As for `search`.
             where: As for `search`.
             ef_search: As for `search`.
@@ -447,7 +453,24 @@ class Collection(Generic[M]):
             field: As for `search`.
             analyze: Run the query (``EXPLAIN ANALYZE, BUFFERS``) for real timings.
             timeout: Seconds for the statement.
+            text: As for `search`: the fused (or keyword-only) statement is explained.
+            fusion: As for `search`.
+
+        Raises:
+            ConfigError: As for `search`.
         """
+        if text is not None or vector is None or fusion is not None:
+            if text is None:
+                raise ConfigError(
+                    "explain() needs a query vector, or text= for a keyword search"
+                    if vector is None
+                    else "fusion= fuses a vector and a full-text search: pass text= too",
+                    setting="text",
+                )
+            return await _hybrid.hybrid_explain(
+                self._searcher, vector, k, text=text, fusion=fusion, where=where,
+                ef_search=ef_search, exact=exact, field=field, analyze=analyze, timeout=timeout,
+            )  # fmt: skip
         return await self._searcher.explain(
             vector,
             k,

@@ -40,6 +40,7 @@ from .._typing import AnyConnection
 __all__ = [
     "Partitions",
     "attach",
+    "create_like",
     "key_of",
     "list_partitions",
     "literal",
@@ -124,11 +125,22 @@ async def attach(conn: AnyConnection, spec: CollectionSpec, key: Any, child: str
     await conn.execute(statement)
 
 
+def create_like(parent: str, child: str) -> str:
+    """``CREATE TABLE child (LIKE parent …)``: a table ready to be attached as a partition.
+
+    ``INCLUDING GENERATED``: a FullText field's tsvector column is generated
+    on the parent, and ATTACH refuses a partition whose column is a plain one
+    ("must be a generated column"). Indexes are not copied: ATTACH builds the
+    parent's (the GIN and HNSW indexes among them) on the new table.
+    """
+    return f"CREATE TABLE {child} (LIKE {parent} INCLUDING DEFAULTS INCLUDING GENERATED)"
+
+
 async def _attach(conn: AnyConnection, spec: CollectionSpec, key: Any, name: str) -> None:
     """Create partition ``name`` for ``key`` and attach it (caller holds the parent's lock)."""
     parent = qualified(spec.schema, spec.table)
     child = qualified(spec.schema, name)
-    await conn.execute(f"CREATE TABLE {child} (LIKE {parent} INCLUDING DEFAULTS)")
+    await conn.execute(create_like(parent, child))
     await attach(conn, spec, key, child)
     logger.info("created partition %s.%s of %s for %r", spec.schema, name, spec.name, key)
 

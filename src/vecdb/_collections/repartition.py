@@ -13,9 +13,10 @@ The phases, each resumable:
    partition keys, then one transaction creates the new table with its
    partitions, the registry, the log and, last, the capture triggers;
 2. ``copy``: batches in id order, each one transaction with its marker;
-3. ``index``: ``VACUUM ANALYZE``, then each partition's HNSW index is built
-   (`create_index`'s partitioned build): a build is several times faster than
-   inserting the rows into the graph one by one (pgvector #559);
+3. ``index``: ``VACUUM ANALYZE``, then a FullText field's GIN index and each
+   partition's HNSW index are built (`create_index`'s partitioned build): a
+   build is several times faster than inserting the rows into the graph one by
+   one (pgvector #559);
 4. ``catchup``: replay the log; compare the two tables in one snapshot (rows
    and a checksum of ids, vectors and fields, leaving out the ids still in the
    log), discarding the copy on a mismatch; then the swap: one transaction
@@ -56,6 +57,7 @@ from .._schema.spec import CollectionSpec
 from .._typing import AnyConnection, Connections
 from . import archive as _archive
 from . import catalog as _catalog
+from . import fulltext as _fulltext
 from . import indexing as _indexing
 from . import shadow as _shadow
 from .indexing import IndexProgress
@@ -454,6 +456,9 @@ async def _index(pool: Connections, conn: AnyConnection, run: _Run) -> None:
     await _emit(run, RepartitionProgress("indexing"))
     for table in (shadow.new_table, shadow.registry):
         await conn.execute(f"VACUUM (ANALYZE) {table}", timeout=shadow.limit)
+    # The GIN index of a FullText field, built once over the copied rows (on every
+    # partition: nobody else uses the new table) rather than row by row.
+    await _fulltext.make_indexes(conn, shadow.new, timeout=shadow.limit)
     if shadow.final.index is not None:
 
         async def report(p: IndexProgress) -> None:

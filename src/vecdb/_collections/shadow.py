@@ -7,7 +7,8 @@ prefix reserves:
   under their final names (``<name>_p20240101``, so that nothing needs
   renaming but the parent and its own indexes), its primary key, foreign
   keys (under their final names: constraint names need only be unique per
-  table) and filter indexes, later its HNSW indexes;
+  table) and filter indexes, later its GIN (a FullText field's) and HNSW
+  indexes;
 - ``_vecdb_ids_<name>``: its id registry, under its final name already (an
   unpartitioned collection has none);
 - ``_vecdb_changes_<name>``: the ids written in the old table since the run
@@ -36,6 +37,7 @@ from typing import Any
 from .._errors import ConfigError
 from .._identifiers import qualified, quote_ident
 from .._schema import ddl as _ddl
+from .._schema import fulltext as _fulltext
 from .._schema import partitioning as _partitioning
 from .._schema.columns import ColumnType
 from .._schema.partitioning import Partitioning, TimePartitions
@@ -280,7 +282,7 @@ async def make_partitions(conn: AnyConnection, shadow: Shadow, values: list[Any]
                 setting="partition",
             )
         # As partitions.make does: LIKE, then ATTACH builds the parent's indexes on it.
-        await conn.execute(f"CREATE TABLE {child} (LIKE {shadow.new_table} INCLUDING DEFAULTS)")
+        await conn.execute(_partitions.create_like(shadow.new_table, child))
         await _partitions.attach(conn, shadow.new, wanted[name], child)
 
 
@@ -391,7 +393,7 @@ async def not_null_names(conn: AnyConnection, table: str) -> dict[str, str]:
 async def _rename_table(
     conn: AnyConnection, schema: str, source: CollectionSpec, target: CollectionSpec
 ) -> None:
-    """Rename ``source``'s table, primary key, filter and HNSW indexes to ``target``'s names."""
+    """Rename ``source``'s table, primary key and indexes (filter, GIN, HNSW) to ``target``'s."""
     table = qualified(schema, target.table)
     await conn.execute(
         f"ALTER TABLE {qualified(schema, source.table)} RENAME TO {quote_ident(target.table)}"
@@ -402,6 +404,10 @@ async def _rename_table(
         f"TO {quote_ident(_ddl.index_name(target.table, 'pkey'))}"
     )
     renames = list(zip(_ddl.filter_indexes(source), _ddl.filter_indexes(target), strict=True))
+    renames += [
+        (_fulltext.gin_name(source, ft), _fulltext.gin_name(target, ft))
+        for ft in source.layout.fulltext
+    ]
     if source.index is not None:
         vectors = source.layout.vectors
         renames += [(_ddl.hnsw_name(source, v), _ddl.hnsw_name(target, v)) for v in vectors]

@@ -414,12 +414,6 @@ def make_spec(
                 setting="partition",
             )
         _partitioning.check(partition, lay)
-        if lay.fulltext:
-            raise ConfigError(
-                f"{model.__name__} has a vecdb.FullText field, which partitioned collections "
-                "do not support yet; drop partition= or the FullText mark",
-                setting="partition",
-            )
     if index is not None:
         check_index(index, lay, metric=metric, storage=storage)
     return CollectionSpec(

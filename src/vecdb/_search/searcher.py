@@ -100,6 +100,8 @@ class Explain:
         settings: The ``SET LOCAL`` values the search runs with.
         estimated_rows: The planner's estimate of rows matching the filter.
         total_rows: The planner's estimate of rows in the collection.
+        uses_text_index: With ``text=``: whether the plan scans the `FullText`
+            field's GIN index (on a partitioned collection, a partition's).
     """
 
     strategy: Strategy
@@ -110,6 +112,7 @@ class Explain:
     settings: Mapping[str, str]
     estimated_rows: float | None
     total_rows: float | None
+    uses_text_index: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
