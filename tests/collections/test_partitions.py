@@ -572,3 +572,25 @@ async def test_a_new_partition_does_not_wait_for_readers_nor_make_them_wait(
         hits = await asyncio.wait_for(events.search([1, 1, 0.5, -1], k=5), timeout=30)
         assert {h.record.id for h in hits} == {1, 2}
         assert await asyncio.wait_for(events.count(), timeout=30) == 2
+
+
+async def test_partitions_report_large_partitions_from_statistics_unless_exact(
+    db: vecdb.Database, events: vecdb.Collection[Event], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A count reads every row: past the threshold, ``rows`` is the statistics' estimate."""
+    await events.upsert([event(i, month(2024, 1)) for i in range(30)])
+    await events.upsert([event(100 + i, month(2024, 2)) for i in range(3)])
+    await events.analyze()
+    monkeypatch.setattr(vecdb._collections.partitions, "EXACT_ROWS_BELOW", 10)
+    await events.delete(list(range(10)))  # the statistics still say 30
+
+    def rows(infos: list[vecdb.PartitionInfo]) -> dict[str, int]:
+        return {p.name: p.rows for p in infos if p.name in {"events_p20240101", "events_p20240201"}}
+
+    assert rows(await events.partitions()) == {"events_p20240101": 30, "events_p20240201": 3}
+    assert rows(await events.partitions(exact=True)) == {
+        "events_p20240101": 20,
+        "events_p20240201": 3,
+    }
+    await events.analyze()
+    assert rows(await events.partitions()) == {"events_p20240101": 20, "events_p20240201": 3}

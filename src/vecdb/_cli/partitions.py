@@ -245,8 +245,8 @@ async def _list(db: Database, args: argparse.Namespace) -> Outcome:
         )
     async with db.acquire() as conn:
         with translating():
-            infos = await _partitions.list_partitions(conn, spec)
-            infos += await _archive.archived_partitions(conn, spec)
+            infos = await _partitions.list_partitions(conn, spec, exact=args.exact)
+            infos += await _archive.archived_partitions(conn, spec, exact=args.exact)
     archived = sum(i.archived for i in infos)
     count = len(infos)
     summary = (
@@ -358,6 +358,12 @@ def add_commands(command: AddCommand) -> None:
         "a partitioned collection's partitions, live then archived: bounds or value, rows, size",
     )
     listing.add_argument("collection", help="the collection")
+    listing.add_argument(
+        "--exact",
+        action="store_true",
+        help="count every partition's rows (default: the statistics' estimate for "
+        "partitions of 100,000 rows or more, the archived count for archived ones)",
+    )
 
     archive = command(
         "archive",

@@ -699,8 +699,14 @@ async def restore_rows(
     return ArchiveReport(rows=rows, partitions=(), checksum_before=before, checksum_after=after)
 
 
-async def archived_partitions(conn: AnyConnection, spec: CollectionSpec) -> list[PartitionInfo]:
-    """The archived partitions, as `PartitionInfo` with ``archived=True``."""
+async def archived_partitions(
+    conn: AnyConnection, spec: CollectionSpec, *, exact: bool = True
+) -> list[PartitionInfo]:
+    """The archived partitions, as `PartitionInfo` with ``archived=True``.
+
+    ``exact=False``: the row count recorded when the partition was archived
+    (its rows cannot change there), instead of counting them again.
+    """
     infos = []
     interval = spec.partitioning.interval if isinstance(spec.partitioning, TimePartitions) else None
     for marked in sorted(await _marked(conn, spec), key=lambda m: m.name):
@@ -708,7 +714,9 @@ async def archived_partitions(conn: AnyConnection, spec: CollectionSpec) -> list
             continue  # (an unpartitioned collection's archive table is "rows", not listed)
         lower = _key(spec, marked.record["key"])
         table = qualified(ARCHIVE_SCHEMA, marked.name)
-        rows = await conn.fetchval(f"SELECT count(*) FROM {table}")
+        rows = None if exact else marked.record.get("rows")
+        if not isinstance(rows, int):
+            rows = await conn.fetchval(f"SELECT count(*) FROM {table}")
         size = await conn.fetchval("SELECT pg_total_relation_size($1::regclass)", table)
         infos.append(
             PartitionInfo(

@@ -484,12 +484,21 @@ class Collection(Generic[M]):
 
     # -- partitions ------------------------------------------------------------------------
 
-    async def partitions(self, *, timeout: float | None = None) -> list[PartitionInfo]:
+    async def partitions(
+        self, *, exact: bool = False, timeout: float | None = None
+    ) -> list[PartitionInfo]:
         """The collection's partitions, live then archived: name, bounds (or value), rows, bytes.
 
         Example:
             >>> for p in await events.partitions():
             ...     print(p.name, p.lower, p.upper, p.rows, p.total_bytes)
+
+        Args:
+            exact: Count every partition's rows. By default a live partition
+                whose statistics say it holds 100,000 rows or more reports that
+                estimate (counting reads every row), and an archived one the
+                count recorded, and checked by checksum, when it was archived.
+            timeout: Seconds to wait for a connection.
 
         Raises:
             ConfigError: The collection is not partitioned.
@@ -502,8 +511,8 @@ class Collection(Generic[M]):
             )
         async with self._pool.acquire(timeout=timeout) as conn:
             with translating():
-                live = await _partitions.list_partitions(conn, self._spec)
-                return live + await _archive.archived_partitions(conn, self._spec)
+                live = await _partitions.list_partitions(conn, self._spec, exact=exact)
+                return live + await _archive.archived_partitions(conn, self._spec, exact=exact)
 
     async def repartition(
         self,
