@@ -285,6 +285,8 @@ class ReplicaRouter:
             if failure is not None:
                 if failure == "down":
                     self._mark_down(replica, str(exc))
+                else:
+                    replica.conflicts += 1
                 _routing.note_failure(replica.index, conflict=failure == "conflict")
         finally:
             try:
