@@ -66,9 +66,19 @@ class Connections(Protocol):
         """Raise `DatabaseClosedError` once closed."""
 
     def acquire(
-        self, *, timeout: float | None = None, readonly: bool = False
+        self,
+        *,
+        timeout: float | None = None,
+        readonly: bool = False,
+        consistent: bool | None = None,
     ) -> AbstractAsyncContextManager[PoolConnection]:
-        """A pooled connection, for ``async with``; ``readonly``: a replica's, if there are any."""
+        """A pooled connection, for ``async with``; ``readonly``: a replica's, if there are any.
+
+        ``consistent`` (with ``readonly``): ``True``, a replica that has replayed
+        everything the primary had written when the read began, else the primary;
+        ``False``, any replica in rotation; ``None``, as ``read_your_writes`` says.
+        Ignored without replicas.
+        """
 
     def transaction(
         self, *, readonly: bool = False, timeout: float | None = None

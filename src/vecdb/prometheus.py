@@ -10,7 +10,7 @@ Needs the ``vecdb[prometheus]`` extra. Example::
     start_http_server(9100)
 
 Metrics (labels are bounded: operation and strategy names, collection names,
-pool states, migration sources; never ids, values or query text):
+pool states, migration sources, replica DSNs; never ids, values or query text):
 
 - ``vecdb_operation_duration_seconds{operation,collection,strategy}``: histogram
   of successful calls;
@@ -20,11 +20,15 @@ pool states, migration sources; never ids, values or query text):
   ``vecdb_pool_acquire_timeouts_total``;
 - ``vecdb_migrations_pending{source}``, ``vecdb_migration_version{source}``;
 - ``vecdb_collection_rows{collection}``,
-  ``vecdb_collection_bytes{collection,kind}`` (``table``, ``toast``, ``index``, ``hnsw``).
+  ``vecdb_collection_bytes{collection,kind}`` (``table``, ``toast``, ``index``, ``hnsw``);
+- with ``connect(replicas=...)``, per replica (its DSN, password redacted):
+  ``vecdb_replica_in_rotation{replica}`` (1 or 0), ``vecdb_replica_lag_seconds{replica}``
+  and ``vecdb_replica_lag_bytes{replica}`` (no lag sample while it is down:
+  its lag is unknown).
 
 The operation and pool metrics are read from memory at each scrape. The
-migration and collection metrics need the database: they are read at most
-every ``refresh_interval`` seconds (see `VecdbCollector.refresh`).
+migration, collection and replica metrics need the database: they are read at
+most every ``refresh_interval`` seconds (see `VecdbCollector.refresh`).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess
 from ._errors import ConfigError, VecdbError
 from ._monitor.histogram import Histogram
 from ._server.database import Database, connections
+from ._server.replica_state import ReplicaStatus
 
 if TYPE_CHECKING:
     from ._monitor.recorder import Series
@@ -97,11 +102,12 @@ class VecdbCollector(Collector):
         self._task: asyncio.Task[None] | None = None
         self._migrations: list[tuple[str, int, int]] = []  # source, version, pending
         self._collections: list[tuple[str, int, dict[str, int]]] = []  # name, rows, bytes
+        self._replicas: tuple[ReplicaStatus, ...] = ()
 
     # -- the database's figures ---------------------------------------------------------------
 
     async def refresh(self) -> None:
-        """Read the migration and collection figures now (on the database's event loop)."""
+        """Read the migration, collection and replica figures now (on the database's loop)."""
         status = await self._db.migrations.status()
         stats = await self._db.stats(top=0)
         sources: dict[str, list[int]] = {}
@@ -125,6 +131,7 @@ class VecdbCollector(Collector):
             )
             for c in stats.collections
         ]
+        self._replicas = stats.replicas
 
     def _maybe_refresh(self) -> None:
         now = time.monotonic()
@@ -204,6 +211,33 @@ class VecdbCollector(Collector):
                 for kind in _BYTES_KINDS:
                     size.add_metric([name, kind], sizes[kind])
         yield from (pending, version, rows, size)
+        yield from self._replica_families(samples=samples)
+
+    def _replica_families(self, *, samples: bool) -> Iterator[Metric]:
+        rotation = GaugeMetricFamily(
+            "vecdb_replica_in_rotation",
+            "1 when the read replica serves reads, 0 when it is out (down, lagging).",
+            labels=["replica"],
+        )
+        seconds = GaugeMetricFamily(
+            "vecdb_replica_lag_seconds",
+            "Replay lag of the read replica: 0 once it replayed all it received.",
+            labels=["replica"],
+            unit="seconds",
+        )
+        size = GaugeMetricFamily(
+            "vecdb_replica_lag_bytes",
+            "WAL bytes between the primary's position and the replica's replay.",
+            labels=["replica"],
+            unit="bytes",
+        )
+        for r in self._replicas if samples else ():
+            rotation.add_metric([r.dsn], 1 if r.healthy else 0)
+            if r.lag_seconds is not None:
+                seconds.add_metric([r.dsn], r.lag_seconds)
+            if r.lag_bytes is not None:
+                size.add_metric([r.dsn], r.lag_bytes)
+        yield from (rotation, seconds, size)
 
     def _pool_families(self, *, samples: bool) -> Iterator[Metric]:
         conns = GaugeMetricFamily(

@@ -78,7 +78,10 @@ async def test_stats_json_is_the_stats_as_plain_values(db: vecdb.Database, dsn: 
     done = _stats(dsn, "--json")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
-    assert set(data) == {"taken_at", "pool", "server", "collections", "operations", "statements"}
+    assert set(data) == {
+        "taken_at", "pool", "server", "collections", "operations", "statements", "replicas",
+    }  # fmt: skip
+    assert data["replicas"] == []  # none configured (tests/replicas has them)
     assert [(c["name"], c["rows"]) for c in data["collections"]] == [("docs", 25)]
     assert data["statements"]["available"] is False
     assert data["statements"]["top"] == []

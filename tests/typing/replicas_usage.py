@@ -5,6 +5,11 @@ from __future__ import annotations
 import vecdb
 
 
+class Note(vecdb.Record):
+    id: int
+    embedding: vecdb.Vector
+
+
 async def main() -> None:
     config = vecdb.ReplicaConfig(max_lag_bytes=1 << 20, max_lag_seconds=5.0, fallback="raise")
     async with vecdb.connect(
@@ -21,6 +26,19 @@ async def main() -> None:
             lag: int | None = status.lag_bytes
             seconds: float | None = status.lag_seconds
             assert status.healthy or status.reason, (lag, seconds)
+            conflicts: int = status.conflicts
+            assert conflicts >= 0
+        notes = await db.collection("notes", Note, dim=3)
+        hits: list[vecdb.Hit[Note]] = await notes.search([1.0, 0.0, 0.0], consistent=True)
+        stale_ok = await notes.search_many([[1.0, 0.0, 0.0]], consistent=False)
+        found: Note | None = await notes.get(1, consistent=True)
+        some: list[Note] = await notes.get_many([1, 2], consistent=True)
+        n: int = await notes.count(consistent=True)
+        plan: vecdb.Explain = await notes.explain([1.0, 0.0, 0.0], consistent=True)
+        assert hits or stale_ok or found or some or n or plan
+        stats = await db.stats()
+        replicas: tuple[vecdb.ReplicaStatus, ...] = stats.replicas
+        assert all(r.lag_seconds is None or r.lag_seconds >= 0 for r in replicas)
     try:
         await vecdb.connect("postgresql://app@standby1/app")
     except (vecdb.ReplicaUnavailableError, vecdb.ReplicaConflictError) as exc:

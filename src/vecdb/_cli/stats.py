@@ -1,8 +1,10 @@
-"""``vecdb stats``: the server, the pool, collections and the slowest statements, as tables or JSON.
+"""``vecdb stats``: the server, the pool, collections, replicas and the slowest statements.
 
-The operations part of `Stats` is this process's, and a command line has run
-none: the command shows the pool and the server's own figures
-(``pg_stat_statements``) instead. ``--json`` prints ``Stats.to_dict()``.
+As tables, or ``--json`` (``Stats.to_dict()``). The operations part of `Stats`
+is this process's, and a command line has run none: the command shows the pool
+and the server's own figures (``pg_stat_statements``) instead. Replicas are
+those of ``$VECDB_REPLICA_DSNS``, as `vecdb.connect` reads it; without any, the
+section is left out.
 """
 
 from __future__ import annotations
@@ -75,6 +77,26 @@ def _collections(stats: Stats) -> str:
     return table(headers, rows, right=(1, 2, 3, 4, 5, 6))
 
 
+def _lag(seconds: float | None, size: int | None) -> tuple[str, str]:
+    return ("-" if seconds is None else f"{seconds:.3f}", "-" if size is None else _bytes(size))
+
+
+def _replicas(stats: Stats) -> str:
+    rows = [
+        [
+            r.dsn,
+            "yes" if r.healthy else "no",
+            *_lag(r.lag_seconds, r.lag_bytes),
+            str(r.reads),
+            str(r.conflicts),
+            r.reason or "-",
+        ]
+        for r in stats.replicas
+    ]
+    headers = ["replica", "in rotation", "lag s", "lag", "reads", "conflicts", "why out"]
+    return table(headers, rows, right=(2, 3, 4, 5))
+
+
 def _statements(stats: Stats) -> str:
     statements = stats.statements
     if not statements.available:
@@ -90,7 +112,10 @@ def _statements(stats: Stats) -> str:
 
 
 def _text(stats: Stats) -> str:
-    return "\n\n".join([_server(stats), _collections(stats), _statements(stats)])
+    parts = [_server(stats), _collections(stats)]
+    if stats.replicas:
+        parts.append(_replicas(stats))
+    return "\n\n".join([*parts, _statements(stats)])
 
 
 async def _stats(db: Database, args: argparse.Namespace) -> Outcome:
@@ -109,8 +134,8 @@ def add_commands(command: AddCommand) -> None:
     stats = command(
         "stats",
         _stats,
-        "the server, the pool, every collection's size and upkeep, and the slowest "
-        "statements (pg_stat_statements)",
+        "the server, the pool, every collection's size and upkeep, the replicas' lag "
+        "($VECDB_REPLICA_DSNS) and the slowest statements (pg_stat_statements)",
     )
     stats.add_argument(
         "--top", type=_top, default=10, metavar="N", help="statements to show (default 10)"

@@ -40,7 +40,7 @@ from . import repartition as _repartition
 from .archive import ArchiveProgress
 from .indexing import ProgressCallback
 from .repartition import RepartitionCallback
-from .routing import read_operation
+from .routing import check_consistent, read_operation
 from .sessions import refuse_through_pgbouncer
 from .writer import Writer
 
@@ -189,8 +189,13 @@ class Collection(Generic[M]):
         include_vectors: bool = True,
         include_archived: bool = False,
         timeout: float | None = None,
+        consistent: bool | None = None,
     ) -> M | None:
-        """The record with this id, or ``None``; ``include_archived``: look in the archive too."""
+        """The record with this id, or ``None``; ``include_archived``: look in the archive too.
+
+        ``consistent``: which replica may answer, as for `search`.
+        """
+        consistent = check_consistent(consistent)
         key = self._codec.coerce_id(id)
         columns = self._select if include_vectors else self._select_scalars
         id_col = quote_ident(self._spec.layout.id.name)
@@ -201,7 +206,7 @@ class Collection(Generic[M]):
             part = quote_ident(self._spec.partitioning.field)
             registry = qualified(self._spec.schema, registry_name(self._spec))
             where += f" AND {part} = (SELECT {part} FROM {registry} WHERE {id_col} = $1)"
-        async with self._pool.acquire(readonly=True) as conn:
+        async with self._pool.acquire(readonly=True, consistent=consistent) as conn:
             with translating():
                 row = await conn.fetchrow(
                     f"SELECT {columns} FROM {self._table} WHERE {where}", key, timeout=timeout
@@ -218,15 +223,24 @@ class Collection(Generic[M]):
     @recorded("get_many")
     @read_operation
     async def get_many(
-        self, ids: Iterable[Any], *, include_vectors: bool = True, timeout: float | None = None
+        self,
+        ids: Iterable[Any],
+        *,
+        include_vectors: bool = True,
+        timeout: float | None = None,
+        consistent: bool | None = None,
     ) -> list[M]:
-        """The records with these ids, in the order given; missing ids are skipped."""
+        """The records with these ids, in the order given; missing ids are skipped.
+
+        ``consistent``: which replica may answer, as for `search`.
+        """
+        consistent = check_consistent(consistent)
         keys = [self._codec.coerce_id(i) for i in ids]
         if not keys:
             return []
         columns = self._select if include_vectors else self._select_scalars
         id_col = quote_ident(self._spec.layout.id.name)
-        async with self._pool.acquire(readonly=True) as conn:
+        async with self._pool.acquire(readonly=True, consistent=consistent) as conn:
             with translating():
                 rows = await conn.fetch(
                     f"SELECT {columns} FROM {self._table} WHERE {id_col} = ANY($1)",
@@ -244,14 +258,19 @@ class Collection(Generic[M]):
         *,
         include_archived: bool = False,
         timeout: float | None = None,
+        consistent: bool | None = None,
     ) -> int:
         """How many records match ``where`` (all when ``None``); ``include_archived``: and archived.
 
+        ``consistent``: which replica may answer, as for `search`.
+
         Raises:
             FilterError: The filter is malformed or names an unknown field.
+            ConfigError: ``consistent`` is not a bool or ``None``.
         """
+        consistent = check_consistent(consistent)
         compiled = compile_filter(where, self._fields)
-        async with self._pool.acquire(readonly=True) as conn:
+        async with self._pool.acquire(readonly=True, consistent=consistent) as conn:
             with translating():
                 source = await self._with_archive(conn) if include_archived else self._table
                 n = await conn.fetchval(
@@ -301,6 +320,7 @@ class Collection(Generic[M]):
         timeout: float | None = None,
         text: str | None = None,
         fusion: RRF | None = None,
+        consistent: bool | None = None,
     ) -> list[Hit[M]]:
         """The ``k`` records closest to ``vector`` that match ``where``, closest first.
 
@@ -328,14 +348,23 @@ class Collection(Generic[M]):
                 ``where``; with ``vector=None``, keyword search alone. Hits then
                 carry ``score``, ``vector_rank`` and ``text_rank``.
             fusion: How the halves are fused: `RRF` (the default, ``RRF(k=60)``).
+            consistent: With replicas (docs/replicas.md): ``True`` reads from a
+                replica that has replayed all the primary had written when the
+                call began (waiting up to ``ReplicaConfig.consistency_wait``),
+                else from the primary (``text=`` searches always
+                run on the primary); ``False``, from any replica in rotation,
+                even one behind this task's last write; ``None``, as
+                ``connect(read_your_writes=...)`` says. Ignored without replicas.
 
         Raises:
             DimensionMismatchError: The query vector has the wrong length.
             InvalidVectorError: It holds NaN/infinity, or is zero under cosine.
             FilterError: The filter is malformed.
             ConfigError: ``text=`` on a collection without a `FullText` field,
-                empty ``text``, or neither a vector nor ``text``.
+                empty ``text``, or neither a vector nor ``text``; ``consistent``
+                not a bool or ``None``.
         """
+        consistent = check_consistent(consistent)
         if text is not None or vector is None or fusion is not None:
             return await self._hybrid(
                 vector, k, text, fusion, where, ef_search, exact, include_vectors,
@@ -343,7 +372,7 @@ class Collection(Generic[M]):
             )  # fmt: skip
         source = None
         if include_archived:
-            async with self._pool.acquire(readonly=True) as conn:
+            async with self._pool.acquire(readonly=True, consistent=consistent) as conn:
                 with translating():
                     source = await self._with_archive(conn)
         return await self._searcher.search(
@@ -356,6 +385,7 @@ class Collection(Generic[M]):
             field=field,
             timeout=timeout,
             source=source,
+            consistent=consistent,
         )
 
     async def _hybrid(  # noqa: PLR0917 - private; search()'s own arguments, in order
@@ -404,13 +434,17 @@ class Collection(Generic[M]):
         field: str | None = None,
         concurrency: int | None = None,
         timeout: float | None = None,
+        consistent: bool | None = None,
     ) -> list[list[Hit[M]]]:
         """`search` for many query vectors at once, concurrently over the pool.
 
         The strategy is decided once for the shared filter; queries then run
         on up to ``concurrency`` pooled connections (default: the pool's
         ``max_size``). Returns one list of hits per query, in order.
+        ``consistent``: as for `search`; with ``True``, every connection waits
+        for the same primary position, read once for the call.
         """
+        consistent = check_consistent(consistent)
         return await self._searcher.search_many(
             vectors,
             k,
@@ -421,6 +455,7 @@ class Collection(Generic[M]):
             field=field,
             concurrency=concurrency,
             timeout=timeout,
+            consistent=consistent,
         )
 
     @read_operation
@@ -437,6 +472,7 @@ class Collection(Generic[M]):
         timeout: float | None = None,
         text: str | None = None,
         fusion: RRF | None = None,
+        consistent: bool | None = None,
     ) -> Explain:
         """How `search` would run this query: strategy, settings and PostgreSQL's plan.
 
@@ -455,10 +491,12 @@ class Collection(Generic[M]):
             timeout: Seconds for the statement.
             text: As for `search`: the fused (or keyword-only) statement is explained.
             fusion: As for `search`.
+            consistent: As for `search`.
 
         Raises:
             ConfigError: As for `search`.
         """
+        consistent = check_consistent(consistent)
         if text is not None or vector is None or fusion is not None:
             if text is None:
                 raise ConfigError(
@@ -480,6 +518,7 @@ class Collection(Generic[M]):
             field=field,
             analyze=analyze,
             timeout=timeout,
+            consistent=consistent,
         )
 
     # -- partitions ------------------------------------------------------------------------

@@ -18,9 +18,9 @@ from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
-from .._errors import ReplicaConflictError
+from .._errors import ConfigError, ReplicaConflictError
 
-__all__ = ["Attempt", "current", "note_failure", "read_operation"]
+__all__ = ["Attempt", "check_consistent", "current", "note_failure", "read_operation"]
 
 logger = logging.getLogger("vecdb.replicas")
 
@@ -30,15 +30,37 @@ R = TypeVar("R")
 
 @dataclasses.dataclass(slots=True)
 class Attempt:
-    """One read operation in progress: the replicas to avoid, and what failed."""
+    """One read operation in progress: the replicas to avoid, what failed, where it must read.
+
+    ``position``: for a ``consistent=True`` read, the primary's WAL position when
+    it began, which a replica must have replayed (read once: every connection of
+    the operation, its retry's too, waits for the same one).
+    """
 
     exclude: set[int] = dataclasses.field(default_factory=set)
     failed: int | None = None
     conflict: bool = False
+    position: str | None = None
 
 
 # Tasks a read starts (search_many's) copy the context: they share this object.
 _attempt: ContextVar[Attempt | None] = ContextVar("vecdb_read_attempt", default=None)
+
+
+def check_consistent(consistent: object) -> bool | None:
+    """``consistent=`` of a read method, checked.
+
+    Raises:
+        ConfigError: It is not ``True``, ``False`` or ``None``.
+    """
+    if consistent is None or isinstance(consistent, bool):
+        return consistent
+    raise ConfigError(
+        f"consistent must be True (read what the primary had when the call began), False "
+        f"(any replica in rotation) or None (as connect(read_your_writes=...) says), "
+        f"got {consistent!r}",
+        setting="consistent",
+    )
 
 
 def current() -> Attempt | None:

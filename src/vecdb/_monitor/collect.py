@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from .._collections import catalog as _catalog
 from .._config import check_int
 from .._errors import MigrationError, translating
 from .._server.pool import ConnectionPool
+from .._server.replica_state import ReplicaStatus
 from .queries import collection_stats, server_stats, statements
 from .recorder import Monitor
 from .stats import OperationStats, Stats, operation_stats
@@ -25,8 +27,17 @@ def operations(monitor: Monitor) -> tuple[OperationStats, ...]:
     )
 
 
-async def gather(pool: ConnectionPool, *, top: int, timeout: float | None) -> Stats:
-    """The body of ``db.stats()``: one pooled connection, read-only statements."""
+async def gather(
+    pool: ConnectionPool,
+    *,
+    top: int,
+    timeout: float | None,
+    replicas: Sequence[ReplicaStatus] = (),
+) -> Stats:
+    """The body of ``db.stats()``: one pooled connection, read-only statements.
+
+    ``replicas``: the replicas as just checked (`ReplicaRouter.refresh`).
+    """
     check_int(top, 0, MAX_TOP, name="top")
     pool.check_open()
     async with pool.acquire(timeout=timeout) as conn:
@@ -46,4 +57,5 @@ async def gather(pool: ConnectionPool, *, top: int, timeout: float | None) -> St
         collections=collections,
         operations=operations(pool.monitor),
         statements=top_statements,
+        replicas=tuple(replicas),
     )

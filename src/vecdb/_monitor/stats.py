@@ -1,4 +1,7 @@
-"""`Stats`, what ``await db.stats()`` returns: pool, server, collections, operations, statements."""
+"""`Stats`, what ``await db.stats()`` returns: pool, server, collections, operations, statements.
+
+And the read replicas, each as ``db.replicas()`` reports it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .._server.pool import PoolStats
+from .._server.replica_state import ReplicaStatus
 from .histogram import Histogram
 
 __all__ = [
@@ -210,6 +214,10 @@ class Stats:
         collections: Every collection, by name.
         operations: Per operation, collection and strategy, what this process ran.
         statements: The top statements from ``pg_stat_statements``.
+        replicas: Each read replica, checked when the figures were read (as
+            ``db.replicas()``: DSN without password, in rotation or why not, lag
+            in seconds and bytes, reads, conflicts); empty without
+            ``connect(replicas=...)``.
     """
 
     taken_at: dt.datetime
@@ -218,6 +226,7 @@ class Stats:
     collections: tuple[CollectionStats, ...]
     operations: tuple[OperationStats, ...]
     statements: Statements
+    replicas: tuple[ReplicaStatus, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values only (datetimes as ISO 8601 strings): ready for ``json.dumps``."""

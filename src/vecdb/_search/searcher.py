@@ -291,11 +291,13 @@ class Searcher(Generic[M]):
         field: str | None = None,
         timeout: float | None = None,
         source: str | None = None,
+        consistent: bool | None = None,
     ) -> list[Hit[M]]:
         """The ``k`` records closest to ``vector`` matching ``where``: see `Collection.search`.
 
         ``source`` replaces the table in the statement's ``FROM`` (a subquery
         over the table and its archive, say); the plan is the table's.
+        ``consistent``: which replica may serve it (`Connections.acquire`).
         """
         key = None
         known = None
@@ -315,7 +317,7 @@ class Searcher(Generic[M]):
         else:
             spec_v, prepared, strategy = known
         query = query_vector(vector, self._spec, spec_v)
-        async with _session.acquire(self._pool) as conn:
+        async with _session.acquire(self._pool, consistent=consistent) as conn:
             if known is None:
                 compiled = compile_filter(where, self._fields, first_param=3)
                 plan = await self._plan(
@@ -385,6 +387,7 @@ class Searcher(Generic[M]):
         field: str | None = None,
         concurrency: int | None = None,
         timeout: float | None = None,
+        consistent: bool | None = None,
     ) -> list[list[Hit[M]]]:
         """`search` for many query vectors: see `Collection.search_many`."""
         spec_v = self._vector_field(field)
@@ -399,7 +402,7 @@ class Searcher(Generic[M]):
             name="concurrency",
         )
         compiled = compile_filter(where, self._fields, first_param=3)
-        async with _session.acquire(self._pool) as conn:
+        async with _session.acquire(self._pool, consistent=consistent) as conn:
             plan = await self._plan(
                 conn, where, compiled, k=k, ef_search=ef_search, exact=exact, dim=spec_v.dim
             )
@@ -414,7 +417,7 @@ class Searcher(Generic[M]):
 
         async def chunk(start: int) -> list[list[Hit[M]]]:
             part = [_Element(q) for q in queries[start : start + size]]
-            async with gate, _session.acquire(self._pool) as conn:
+            async with gate, _session.acquire(self._pool, consistent=consistent) as conn:
                 rows = await self._fetch(conn, part, prepared)
             found: list[list[Hit[M]]] = [[] for _ in part]
             records = self._codec.from_rows(rows, with_vectors=include_vectors)
@@ -442,6 +445,7 @@ class Searcher(Generic[M]):
         field: str | None = None,
         analyze: bool = False,
         timeout: float | None = None,
+        consistent: bool | None = None,
     ) -> Explain:
         """How `search` would run a query: see `Collection.explain`."""
         spec_v = self._vector_field(field)
@@ -449,7 +453,7 @@ class Searcher(Generic[M]):
         query = query_vector(vector, self._spec, spec_v)
         compiled = compile_filter(where, self._fields, first_param=3)
         options = "ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON"
-        async with self._pool.acquire(readonly=True) as conn:
+        async with self._pool.acquire(readonly=True, consistent=consistent) as conn:
             plan = await self._plan(
                 conn,
                 where,

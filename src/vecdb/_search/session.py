@@ -81,8 +81,9 @@ class Acquire:
 
     __slots__ = ("_inner",)
 
-    def __init__(self, pool: Connections) -> None:
-        self._inner = pool.acquire(readonly=True)  # searches may read from a replica
+    def __init__(self, pool: Connections, consistent: bool | None) -> None:
+        # Searches may read from a replica.
+        self._inner = pool.acquire(readonly=True, consistent=consistent)
 
     async def __aenter__(self) -> PoolConnection:
         token = _SEARCHING.set(True)
@@ -101,9 +102,12 @@ class Acquire:
         await self._inner.__aexit__(kind, error, trace)
 
 
-def acquire(pool: Connections) -> Acquire:
-    """A connection from ``pool`` whose search settings `setup` leaves in place."""
-    return Acquire(pool)
+def acquire(pool: Connections, *, consistent: bool | None = None) -> Acquire:
+    """A connection from ``pool`` whose search settings `setup` leaves in place.
+
+    ``consistent``: as `Connections.acquire` (a replica that has replayed the writes).
+    """
+    return Acquire(pool, consistent)
 
 
 async def apply(conn: AnyConnection, session: Session, wanted: Mapping[str, str]) -> None:

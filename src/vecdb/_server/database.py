@@ -14,7 +14,7 @@ from .._collections import adopt as _adopt
 from .._collections import collection as _collection
 from .._collections.catalog import CollectionInfo
 from .._collections.collection import DEFAULT_INDEX, Collection
-from .._config import redact_dsn
+from .._config import check_int, redact_dsn
 from .._errors import translating
 from .._migrate.engine import MigrationStatus, Migrator
 from .._migrate.state import HistoryEvent
@@ -309,9 +309,10 @@ class Database:
         connections, cache hit ratio, size, deadlocks, temporary files), every
         collection (rows, bytes by kind, dead rows, vacuum and analyze, scans,
         partitions), this process's operations (calls, errors, p50/p95/p99 per
-        operation, collection and search strategy), and the ``top`` statements of
-        ``pg_stat_statements`` (empty, with the reason, where it is absent).
-        Read-only; see `docs/operations.md`.
+        operation, collection and search strategy), the ``top`` statements of
+        ``pg_stat_statements`` (empty, with the reason, where it is absent), and
+        each read replica, checked now as by `replicas` (in rotation, lag in
+        seconds and bytes). Read-only; see `docs/operations.md`.
 
         Example:
             >>> stats = await db.stats()  # doctest: +SKIP
@@ -325,7 +326,9 @@ class Database:
             ConfigError: ``top`` out of range.
             DatabaseClosedError: The database was closed.
         """
-        return await _monitor.gather(self._pool, top=top, timeout=timeout)
+        check_int(top, 0, _monitor.MAX_TOP, name="top")  # before the replicas are checked
+        replicas = await self.replicas()
+        return await _monitor.gather(self._pool, top=top, timeout=timeout, replicas=replicas)
 
     async def health(self, *, timeout: float | None = 5.0) -> Health:
         """Check the server answers; report versions, recovery state and the pool.

@@ -224,11 +224,17 @@ class ConnectionPool:
                 "this Database is closed and cannot be reopened; call vecdb.connect() again"
             )
 
-    def acquire(self, *, timeout: float | None = None, readonly: bool = False) -> Acquire:
+    def acquire(
+        self,
+        *,
+        timeout: float | None = None,
+        readonly: bool = False,
+        consistent: bool | None = None,
+    ) -> Acquire:
         """A pooled connection (``async with``, or ``await`` then `release`).
 
-        ``readonly`` is for `Connections` that route reads to replicas; one server
-        serves both.
+        ``readonly`` and ``consistent`` are for `Connections` that route reads to
+        replicas; one server serves both, so they change nothing here.
 
         Raises:
             PoolTimeoutError: No connection became free within ``timeout``

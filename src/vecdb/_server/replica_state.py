@@ -41,6 +41,9 @@ class ReplicaStatus:
         lag_seconds: Seconds of replay lag: 0 when it replayed all it received.
         in_flight: Reads running on it now.
         reads: Reads it served since connect.
+        conflicts: Reads on it that replay cancelled since connect ("conflict with
+            recovery", SQLSTATE 40001). Each ran once more on another server; one
+            that was already that second run raised `ReplicaConflictError`.
     """
 
     dsn: str
@@ -50,6 +53,7 @@ class ReplicaStatus:
     lag_seconds: float | None
     in_flight: int
     reads: int
+    conflicts: int = 0
 
 
 @dataclasses.dataclass(slots=True)
@@ -64,6 +68,7 @@ class Replica:
     lag_seconds: float | None = None
     in_flight: int = 0
     reads: int = 0
+    conflicts: int = 0
 
     def status(self) -> ReplicaStatus:
         return ReplicaStatus(
@@ -74,6 +79,7 @@ class Replica:
             lag_seconds=self.lag_seconds,
             in_flight=self.in_flight,
             reads=self.reads,
+            conflicts=self.conflicts,
         )
 
 

@@ -79,18 +79,21 @@ _written: ContextVar[str | None] = ContextVar("vecdb_written_lsn", default=None)
 class _Read:
     """``router.acquire(readonly=True)``: ``async with`` it, or ``await`` it then ``release``."""
 
-    __slots__ = ("_conn", "_router", "_timeout")
+    __slots__ = ("_conn", "_consistent", "_router", "_timeout")
 
-    def __init__(self, router: ReplicaRouter, timeout: float | None) -> None:
+    def __init__(
+        self, router: ReplicaRouter, timeout: float | None, consistent: bool | None
+    ) -> None:
         self._router = router
         self._timeout = timeout
+        self._consistent = consistent
         self._conn: PoolConnection | None = None
 
     def __await__(self) -> Generator[Any, None, PoolConnection]:
-        return self._router._acquire_read(self._timeout).__await__()
+        return self._router._acquire_read(self._timeout, self._consistent).__await__()
 
     async def __aenter__(self) -> PoolConnection:
-        self._conn = await self._router._acquire_read(self._timeout)
+        self._conn = await self._router._acquire_read(self._timeout, self._consistent)
         return self._conn
 
     async def __aexit__(
@@ -176,10 +179,22 @@ class ReplicaRouter:
         """Raise `DatabaseClosedError` once closed."""
         self._primary.check_open()
 
-    def acquire(self, *, timeout: float | None = None, readonly: bool = False) -> _Read | _Write:
-        """A replica's connection when ``readonly``, else the primary's."""
+    def acquire(
+        self,
+        *,
+        timeout: float | None = None,
+        readonly: bool = False,
+        consistent: bool | None = None,
+    ) -> _Read | _Write:
+        """A replica's connection when ``readonly``, else the primary's.
+
+        ``consistent`` (reads only): ``True``, a replica that has replayed all the
+        primary had written when the read began (waiting up to ``consistency_wait``),
+        else the primary; ``False``, any replica in rotation, however stale within
+        the lag bounds; ``None``, as ``read_your_writes`` says.
+        """
         self.check_open()
-        return _Read(self, timeout) if readonly else _Write(self, timeout)
+        return _Read(self, timeout, consistent) if readonly else _Write(self, timeout)
 
     @contextlib.asynccontextmanager
     async def transaction(
@@ -213,11 +228,16 @@ class ReplicaRouter:
             rotated.sort(key=lambda r: r.in_flight)  # stable: ties keep their turn
         return rotated
 
-    async def _acquire_read(self, timeout: float | None) -> PoolConnection:
+    async def _acquire_read(self, timeout: float | None, consistent: bool | None) -> PoolConnection:
         attempt = _routing.current()
-        target = _written.get() if self._read_your_writes else None
+        candidates = self._candidates(attempt.exclude if attempt else set())
+        target = None
+        if consistent is None and self._read_your_writes:
+            target = _written.get()
+        elif consistent and candidates:
+            target = await self._position(attempt)
         deadline = time.monotonic() + self._settings.consistency_wait
-        for replica in self._candidates(attempt.exclude if attempt else set()):
+        for replica in candidates:
             try:
                 conn = await replica.pool.acquire(timeout=timeout)
             except VecdbError as exc:
@@ -234,11 +254,22 @@ class ReplicaRouter:
                     logger.info("reads go to replicas again")
                 return conn
             await replica.pool.release(conn)
-        if target is None:
-            self._no_replica()
+        if target is None and not consistent:
+            self._no_replica()  # a consistent read that no replica can serve is the primary's
         conn = await self._primary.acquire(timeout=timeout)
         self._held[id(conn)] = None
         return conn
+
+    async def _position(self, attempt: _routing.Attempt | None) -> str:
+        """The primary's WAL insert position, read once per read operation (its retry too)."""
+        if attempt is not None and attempt.position is not None:
+            return attempt.position
+        async with self._primary.acquire() as conn:
+            with translating():
+                position: str = await conn.fetchval(_WRITTEN_SQL)
+        if attempt is not None:
+            attempt.position = position
+        return position
 
     async def _caught_up(
         self, replica: _Replica, conn: PoolConnection, target: str, deadline: float
@@ -285,6 +316,8 @@ class ReplicaRouter:
             if failure is not None:
                 if failure == "down":
                     self._mark_down(replica, str(exc))
+                else:
+                    replica.conflicts += 1
                 _routing.note_failure(replica.index, conflict=failure == "conflict")
         finally:
             try:
