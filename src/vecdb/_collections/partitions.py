@@ -298,7 +298,7 @@ async def list_partitions(
             f"SELECT {int(row['oid'])}::oid, count(*) FROM {qualified(spec.schema, row['name'])}"
             for row in counted
         )
-        counts.update(dict(await conn.fetch(union)))
+        counts.update({row[0]: row[1] for row in await conn.fetch(union)})
     infos = []
     for row in rows:
         name = row["name"]
