@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 
 import vecdb
+from vecdb._server.replica_state import failure
 
 from .conftest import Replicated
 
@@ -151,3 +152,25 @@ async def test_a_standby_stopped_mid_load_leaves_the_rotation_without_a_failed_c
         first, _ = await db.replicas()
         assert first.healthy
         assert len(await docs.search(_QUERY, k=3)) == 3
+
+
+def _caused(error: BaseException, cause: BaseException | None) -> BaseException:
+    """``error`` with the chain ``raise error from cause`` gives it."""
+    error.__cause__ = cause
+    return error
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (ConnectionResetError("reset by peer"), "down"),
+        (_caused(vecdb.QueryTimeoutError("timed out"), TimeoutError()), None),
+        (_caused(vecdb.ConnectError("cannot connect"), TimeoutError()), "down"),
+    ],
+    ids=["connection-reset", "query-timeout", "connect-timeout"],
+)
+def test_a_query_timeout_does_not_take_a_replica_out_of_rotation(
+    error: BaseException, expected: str | None
+) -> None:
+    """A query past its timeout is the query's failure, not the server's: no retry elsewhere."""
+    assert failure(error) == expected

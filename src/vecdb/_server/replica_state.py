@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from .._config import env_str, redact_dsn
-from .._errors import DRIVER_ERRORS, ConfigError, ConnectError
+from .._errors import DRIVER_ERRORS, ConfigError, ConnectError, QueryTimeoutError
 from .._typing import PoolConnection
 from .pool import ConnectionPool
 
@@ -112,13 +112,19 @@ def failure(exc: BaseException) -> str | None:
     while error is not None and len(chain) < 8:  # a failed cleanup hides the first error
         chain.append(error)
         error = error.__cause__ or error.__context__
+    if any(isinstance(error, QueryTimeoutError) for error in chain):
+        # A query that ran past its timeout says nothing of the server (its
+        # cause, the builtin TimeoutError, is an OSError: not "down").
+        return None
     for error in chain:
         sqlstate = getattr(error, "sqlstate", None) or ""
         if sqlstate == "40001":
             return "conflict"
-        if sqlstate.startswith("08") or sqlstate in _DOWN_SQLSTATES:
-            return "down"
-        if isinstance(error, OSError | asyncpg.ConnectionDoesNotExistError):
+        if (
+            sqlstate.startswith("08")
+            or sqlstate in _DOWN_SQLSTATES
+            or isinstance(error, OSError | asyncpg.ConnectionDoesNotExistError)
+        ):
             return "down"
     return "down" if isinstance(exc, ConnectError) else None
 
