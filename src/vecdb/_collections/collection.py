@@ -33,6 +33,7 @@ from .._typing import AnyConnection, Connections, M, VectorInput
 from . import archive as _archive
 from . import catalog as _catalog
 from . import checksums as _checksums
+from . import conform as _conform
 from . import export as _export
 from . import indexing as _indexing
 from . import partitions as _partitions
@@ -581,12 +582,21 @@ class Collection(Generic[M]):
         return rows
 
     async def _with_archive(self, conn: AnyConnection) -> str:
-        """The table and its archive as one ``FROM`` item (the table alone without one)."""
-        tables = [self._table, *await _archive.archived_tables(conn, self._spec)]
-        if len(tables) == 1:
+        """The table and its archive as one ``FROM`` item (the table alone without one).
+
+        An archived table keeps the columns of its time: one an evolve added
+        since reads as NULL, as it does for the live rows of that time
+        (`conform.projection`).
+        """
+        archived = await _archive.archived_tables(conn, self._spec)
+        if not archived:
             return self._table
-        columns = ", ".join(quote_ident(c) for c in self._spec.layout.columns)
-        union = " UNION ALL ".join(f"SELECT {columns} FROM {t}" for t in tables)
+        found = await _conform.columns(conn, [self._table, *archived])
+        names = self._spec.layout.columns
+        union = " UNION ALL ".join(
+            f"SELECT {_conform.projection(names, found[self._table], found[t])} FROM {t}"
+            for t in (self._table, *archived)
+        )
         return f"({union}) AS _vecdb_with_archive"
 
     async def archive(
