@@ -422,7 +422,9 @@ async def _archived_checksum(conn: AnyConnection, spec: CollectionSpec, marked: 
     return await checksum(conn, spec, table, columns=_hashed_columns(spec, marked.record, archived))
 
 
-def _refused(spec: CollectionSpec, plans: Mapping[str, _conform.Conformance]) -> SchemaMismatchError:
+def _refused(
+    spec: CollectionSpec, plans: Mapping[str, _conform.Conformance]
+) -> SchemaMismatchError:
     lines = [f"{name}: {why}" for name, planned in plans.items() for why in planned.refusals]
     listed = "\n".join(f"  - {line}" for line in lines)
     return SchemaMismatchError(
@@ -688,6 +690,8 @@ async def _archive_rows(
         with translating():
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(ARCHIVE_SCHEMA)}")
             await conn.execute(f"CREATE TABLE IF NOT EXISTS {store} (LIKE {live} INCLUDING ALL)")
+            async with conn.transaction():
+                await _conform_store(conn, spec, store, live, restoring=False)
             record = {"collection": spec.name, "kind": "rows", "field": field, "state": "rows"}
             await _set_record(conn, ARCHIVE_SCHEMA, spec.table, record)
             where = f"{column} < $1"
@@ -726,6 +730,40 @@ async def _archive_rows(
     return ArchiveReport(rows=moved, partitions=(), checksum_before=before, checksum_after=after)
 
 
+async def _conform_store(
+    conn: AnyConnection, spec: CollectionSpec, store: str, live: str, *, restoring: bool
+) -> None:
+    """Give an unpartitioned collection's row archive the table's columns (`conform`).
+
+    The archive was made ``LIKE`` the table at the first archive; an evolve
+    since added columns (NULL for the rows archived before, as for the live
+    rows of that time) or a migration changed them. Columns the table no
+    longer has are kept: archiving leaves them NULL, and a restore that would
+    leave their values behind, or put NULLs into a NOT NULL column, is refused.
+
+    Raises:
+        SchemaMismatchError: A difference that cannot be resolved without
+            changing data; nothing was changed.
+    """
+    planned = await _conform.plan(conn, store, live, keep_extra=True)
+    blocking = ("add", "retype", "not_null", "held") if restoring else ("add", "retype")
+    problems = tuple(p for p in planned.problems if p[0] in blocking)
+    if problems:
+        what = "restore archived rows of" if restoring else "archive rows of"
+        lines = [line for _, line in problems]
+        listed = "\n".join(f"  - {line}" for line in lines)
+        raise SchemaMismatchError(
+            f"cannot {what} {spec.name!r}: {store} has columns that differ from the "
+            f"collection's ({len(lines)} difference(s)):\n{listed}\nNothing was changed.",
+            differences=lines,
+        )
+    # NOT NULL is the table's to enforce: the archive keeps rows of any age.
+    planned = dataclasses.replace(planned, not_null=())
+    if planned.changes:
+        logger.info("conforming %s to %s: adding %s", store, spec.name, planned.add)
+        await _conform.apply(conn, planned)
+
+
 async def restore_rows(
     pool: Connections,
     spec: CollectionSpec,
@@ -758,6 +796,7 @@ async def restore_rows(
                 where, in_store = f"{column} >= $1", f"a.{column} >= $1"
                 args = [_cutoff(spec, field, newer_than)]
             async with conn.transaction():
+                await _conform_store(conn, spec, store, live, restoring=True)
                 clash = await conn.fetch(
                     f"SELECT a.{id_col} AS id FROM {store} a JOIN {live} t USING ({id_col}) "
                     f"WHERE {in_store} LIMIT 20",

@@ -82,7 +82,7 @@ def sum_sql(
     )
 
 
-async def checksum(  # noqa: PLR0913 - the hashed columns are keyword-only refinements
+async def checksum(
     conn: AnyConnection,
     spec: CollectionSpec,
     table: str,

@@ -83,7 +83,9 @@ class Conformance:
             value surviving the round trip.
         not_null: Columns to make NOT NULL (no archived row is NULL there).
         nullable: Columns to make nullable.
-        refusals: Why it cannot be done (one line per field); nothing is done then.
+        problems: Why it cannot be done, as ``(kind, line)``: the kind is
+            ``"add"``, ``"retype"``, ``"not_null"`` or ``"held"`` (a dropped
+            field holding values), the line names the field and what to do.
         archived: The table's columns before any change.
     """
 
@@ -93,8 +95,13 @@ class Conformance:
     retype: tuple[tuple[Column, Column], ...] = ()
     not_null: tuple[str, ...] = ()
     nullable: tuple[str, ...] = ()
-    refusals: tuple[str, ...] = ()
+    problems: tuple[tuple[str, str], ...] = ()
     archived: Mapping[str, Column] = dataclasses.field(default_factory=dict)
+
+    @property
+    def refusals(self) -> tuple[str, ...]:
+        """Every problem's line: nothing may change while there is one."""
+        return tuple(line for _, line in self.problems)
 
     @property
     def changes(self) -> bool:
@@ -136,16 +143,21 @@ async def plan(
     """
     found = await columns(conn, [table, live])
     mine, theirs = found[table], found[live]
-    add, drop, retype, not_null, nullable, refusals = [], [], [], [], [], []
+    add, drop, retype, not_null, nullable = [], [], [], [], []
+    problems: list[tuple[str, str]] = []
     for name, want in theirs.items():
         have = mine.get(name)
         col = quote_ident(name)
         if have is None:
             if want.notnull and want.default is None:
-                refusals.append(
-                    f"field {name!r} is NOT NULL without a default in the live table, and the "
-                    f"archived rows have no value for it: give it a default (ALTER TABLE … "
-                    f"ALTER COLUMN {name} SET DEFAULT …) or make it optional, then restore again"
+                problems.append(
+                    (
+                        "add",
+                        f"field {name!r} is NOT NULL without a default in the live table, and the "
+                        "archived rows have no value for it: give it a default (ALTER TABLE … "
+                        f"ALTER COLUMN {name} SET DEFAULT …) or make it optional, then restore "
+                        "again",
+                    )
                 )
             add.append(want)
             continue
@@ -161,20 +173,27 @@ async def plan(
                     if changed
                     else "archived values do not convert"
                 )
-                refusals.append(
-                    f"field {name!r} is {want.type} in the live table but {have.type} in the "
-                    f"archive, and {why} ({have.type} -> {want.type}): convert the archived "
-                    f"column yourself (ALTER TABLE {table} ALTER COLUMN {name} TYPE … USING …), "
-                    f"or export_archive() it and restore(from_file=) after fixing the file"
+                problems.append(
+                    (
+                        "retype",
+                        f"field {name!r} is {want.type} in the live table but {have.type} in the "
+                        f"archive, and {why} ({have.type} -> {want.type}): convert the archived "
+                        f"column yourself (ALTER TABLE {table} ALTER COLUMN {name} TYPE … "
+                        "USING …), or export_archive() it and restore(from_file=) after fixing "
+                        "the file",
+                    )
                 )
             retype.append((have, want))
         if want.notnull and not have.notnull:
             nulls = await _count(conn, f"SELECT count(*) FROM {table} t WHERE t.{col} IS NULL")
             if nulls:
-                refusals.append(
-                    f"field {name!r} is NOT NULL in the live table but {nulls} archived rows "
-                    f"are NULL there: fill them (UPDATE {table} SET {name} = … WHERE {name} IS "
-                    "NULL) or make the field optional again, then restore"
+                problems.append(
+                    (
+                        "not_null",
+                        f"field {name!r} is NOT NULL in the live table but {nulls} archived rows "
+                        f"are NULL there: fill them (UPDATE {table} SET {name} = … WHERE {name} IS "
+                        "NULL) or make the field optional again, then restore",
+                    )
                 )
             not_null.append(name)
         elif have.notnull and not want.notnull:
@@ -186,12 +205,15 @@ async def plan(
             conn, f"SELECT count(*) FROM {table} t WHERE t.{quote_ident(name)} IS NOT NULL"
         )
         if held:
-            refusals.append(
-                f"field {name!r} was dropped from the collection since this was archived, and "
-                f"{held} archived rows hold a value in it: restoring would lose them. Add the "
-                "field back (optional) with evolve=True and restore (then drop it in a "
-                "migration if you mean to), or export_archive() to keep the values off the "
-                "database"
+            problems.append(
+                (
+                    "held",
+                    f"field {name!r} was dropped from the collection since this was archived, and "
+                    f"{held} archived rows hold a value in it: restoring would lose them. Add the "
+                    "field back (optional) with evolve=True and restore (then drop it in a "
+                    "migration if you mean to), or export_archive() to keep the values off the "
+                    "database",
+                )
             )
         if not keep_extra:
             drop.append(name)
@@ -202,7 +224,7 @@ async def plan(
         retype=tuple(retype),
         not_null=tuple(not_null),
         nullable=tuple(nullable),
-        refusals=tuple(refusals),
+        problems=tuple(problems),
         archived=mine,
     )
 
@@ -229,7 +251,9 @@ async def apply(conn: AnyConnection, planned: Conformance) -> None:
         )
 
 
-def projection(names: Sequence[str], live: Mapping[str, Column], table: Mapping[str, Column]) -> str:
+def projection(
+    names: Sequence[str], live: Mapping[str, Column], table: Mapping[str, Column]
+) -> str:
     """A ``SELECT`` list of ``names`` over a table with columns ``table``, in the live types.
 
     A column the table lacks reads as NULL of the live type (what an evolve
