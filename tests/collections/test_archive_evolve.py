@@ -189,6 +189,29 @@ async def test_the_archive_records_the_columns_its_checksum_covers(db: vecdb.Dat
     ]  # fmt: skip
 
 
+async def test_a_partition_archived_without_its_columns_recorded_compares_over_those_it_has(
+    db: vecdb.Database,
+) -> None:
+    """An earlier vecdb recorded no ``columns``: today's columns the table has are used."""
+    await make(db)
+    async with db.acquire() as conn:
+        for name in ARCHIVED:
+            table = f"vecdb_archive.{name}"
+            comment = await conn.fetchval("SELECT obj_description($1::regclass, 'pg_class')", table)
+            record = json.loads(comment)
+            del record["vecdb_archive"]["columns"]
+            statement = await conn.fetchval(
+                "SELECT format('COMMENT ON TABLE %s IS %L', $1::text, $2::text)",
+                table,
+                json.dumps(record),
+            )
+            await conn.execute(statement)
+    evolved = await db.collection("events", Scored, dim=DIM, partition=MONTHLY, evolve=True)
+    report = await evolved.restore()
+    assert report.ok
+    assert report.rows == 30
+
+
 async def test_include_archived_reads_after_an_evolve_see_null_for_the_new_field(
     db: vecdb.Database,
 ) -> None:

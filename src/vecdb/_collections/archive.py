@@ -25,6 +25,13 @@ batches, each batch in one statement (``DELETE … RETURNING`` into ``INSERT``),
 so again each row is in one place at any moment, and an interrupted run is
 resumed by the next.
 
+Restoring moves each partition back in one transaction (checks, columns,
+move, ATTACH, checksum): a failure leaves it archived as it was. A partition
+archived before the collection evolved keeps the columns of its time; they
+are made the collection's first (`conform`), or the restore is refused
+before anything changes. Its checksum is compared over the columns recorded
+when it was archived.
+
 Archived records keep their ids: a partitioned collection keeps them in its
 id registry (foreign keys to them stay valid; ``insert()`` and ``upsert()``
 refuse them) until `purge_archive`, the only call that deletes archived data.

@@ -676,9 +676,18 @@ class Collection(Generic[M]):
         back instead (after their checksum is checked against the manifest's,
         before anything is written).
 
+        A partition archived before the collection evolved gets its columns
+        made the collection's first (a field added since is NULL there, as in
+        the live rows of that time); each partition moves in one transaction,
+        so a failure leaves it archived as it was (see `docs/partitions.md`).
+
         Raises:
             ConfigError: The restore would overlap live data (see above), or the
                 file's manifest is missing or for another collection.
+            SchemaMismatchError: The collection dropped a field that archived
+                rows hold values in, changed a type in a way that would change
+                archived values, or added a NOT NULL column without a default;
+                nothing was changed.
             ArchiveChecksumError: The file's rows differ from what was exported.
             ImportError: ``from_file=`` without pyarrow (``vecdb[parquet]``).
         """
@@ -690,8 +699,13 @@ class Collection(Generic[M]):
                 self._pool, self._spec, newer_than, progress=progress
             )
         else:
-            report = await _archive.restore(self._pool, self._spec, newer_than, progress=progress)
-            await self._pool.schema_changed()
+            try:
+                report = await _archive.restore(
+                    self._pool, self._spec, newer_than, progress=progress
+                )
+            finally:
+                # Partition DDL (asyncpg #103): partitions restored before a failure count too.
+                await self._pool.schema_changed()
         self._searcher.data_changed()
         return report
 
