@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 import vecdb
+from vecdb._collections import archive as _archive
 from vecdb._collections import catalog as _catalog
 from vecdb._collections.checksums import combine
 from vecdb._schema.spec import make_spec
@@ -124,8 +125,6 @@ async def archive_state(db: vecdb.Database) -> dict[str, Any]:
 
 async def checksums_of_archive(db: vecdb.Database, col: vecdb.Collection[Any]) -> list[str]:
     """The checksum of each archived partition now, over the columns it was archived with."""
-    from vecdb._collections import archive as _archive  # noqa: PLC0415 - private, for tests
-
     async with db.acquire() as conn:
         marked = await _archive._marked(conn, col._spec)
         return sorted(
@@ -384,6 +383,31 @@ async def test_a_restore_failing_half_way_leaves_the_partition_archived_and_inta
     assert report.ok
     assert report.rows == 30
     assert await evolved.count() == 60
+
+
+async def test_a_restore_whose_content_would_change_is_rolled_back(
+    db: vecdb.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Conforming that changed a value (here: injected) fails the checksum, and undoes all."""
+    col = await make(db)
+    columns = (await archive_state(db))["events_p20240101"]["columns"]
+    sums = await checksums_of_archive(db, col)
+    evolved = await db.collection("events", Scored, dim=DIM, partition=MONTHLY, evolve=True)
+    real = _archive._conform.apply
+
+    async def apply_and_corrupt(conn: Any, planned: Any) -> None:
+        await real(conn, planned)
+        await conn.execute(f"UPDATE {planned.table} SET tenant = 'changed' WHERE id = 0")
+
+    monkeypatch.setattr(_archive._conform, "apply", apply_and_corrupt)
+    with pytest.raises(vecdb.ArchiveChecksumError, match="left in the archive") as caught:
+        await evolved.restore()
+    assert caught.value.table == "events_p20240101"
+    assert_archived_intact(await archive_state(db), columns)
+    assert await checksums_of_archive(db, col) == sums
+    found = await evolved.get(0, include_archived=True)
+    assert found is not None
+    assert found.tenant == "a"
 
 
 async def test_a_partition_left_half_restored_by_an_earlier_version_is_put_back(
