@@ -80,18 +80,22 @@ async def make(
 
 
 async def migrate(
-    db: vecdb.Database, model: type[vecdb.Record], *statements: str
+    db: vecdb.Database,
+    model: type[vecdb.Record],
+    *statements: str,
+    name: str = "events",
+    partition: vecdb.TimePartitions | None = MONTHLY,
 ) -> vecdb.Collection[Any]:
     """What an application's migration does: change the table, then its stored definition."""
     spec = make_spec(
-        "events", model, dim=DIM, metric="cosine", storage="vector", index=vecdb.HNSW(),
-        filterable=(), foreign_keys=None, schema="public", partition=MONTHLY,
+        name, model, dim=DIM, metric="cosine", storage="vector", index=vecdb.HNSW(),
+        filterable=(), foreign_keys=None, schema="public", partition=partition,
     )  # fmt: skip
     async with db.acquire() as conn, conn.transaction():
         for statement in statements:
             await conn.execute(statement)
         await _catalog.save_spec(conn, spec)
-    return await db.collection("events", model, dim=DIM, partition=MONTHLY)
+    return await db.collection(name, model, dim=DIM, partition=partition)
 
 
 async def archive_state(db: vecdb.Database) -> dict[str, Any]:
@@ -492,3 +496,35 @@ async def test_an_export_made_after_an_evolve_comes_back_from_its_file(
     assert report.checksum_after == exported.checksum_after
     assert await evolved.count() == 60
     assert {r.score for r in await evolved.get_many(range(30))} == {None}
+
+
+class UntitledLog(vecdb.Record):
+    """Log without its ``text`` field."""
+
+    id: int
+    created_at: dt.datetime
+    embedding: vecdb.Vector
+
+
+async def test_an_unpartitioned_restore_refuses_to_leave_a_dropped_fields_values_behind(
+    db: vecdb.Database,
+) -> None:
+    logs = await db.collection("logs", Log, dim=DIM)
+    vector = [1.0, 0.0, 0.5, -1.0]
+    await logs.upsert(Log(id=i, created_at=month(2024, 1 + i % 6), text="kept", embedding=vector)
+                      for i in range(60))  # fmt: skip
+    archived = await logs.archive(older_than=start(2024, 3), field="created_at")
+    assert archived.rows == 20
+    dropped = await migrate(
+        db, UntitledLog, "ALTER TABLE logs DROP COLUMN text", name="logs", partition=None
+    )
+    with pytest.raises(vecdb.SchemaMismatchError, match="field 'text' was dropped") as caught:
+        await dropped.restore()
+    assert "20 archived rows hold a value in it" in str(caught.value)
+    assert "Nothing was changed." in str(caught.value)
+    assert await dropped.count() == 40
+    assert await dropped.count(include_archived=True) == 60
+    async with db.acquire() as conn:
+        assert await conn.fetchval(
+            "SELECT count(*) FROM vecdb_archive.logs WHERE text = 'kept'"
+        ) == 20  # fmt: skip
