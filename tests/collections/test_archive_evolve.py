@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 import vecdb
@@ -241,7 +242,9 @@ async def test_include_archived_reads_after_an_evolve_see_null_for_the_new_field
 # -- a field dropped or retyped since ---------------------------------------------------
 
 
-async def test_restore_refuses_to_lose_the_values_of_a_dropped_field(db: vecdb.Database) -> None:
+async def test_restore_refuses_to_lose_the_values_of_a_dropped_field(
+    db: vecdb.Database, tmp_path: Path
+) -> None:
     col = await make(db, note="kept")
     columns = (await archive_state(db))["events_p20240101"]["columns"]
     sums = await checksums_of_archive(db, col)
@@ -257,6 +260,9 @@ async def test_restore_refuses_to_lose_the_values_of_a_dropped_field(db: vecdb.D
     assert_archived_intact(await archive_state(db), columns)
     assert await checksums_of_archive(db, col) == sums
     assert await dropped.count() == 30
+    with pytest.raises(vecdb.ConfigError, match=r"would leave out\. Nothing was written"):
+        await dropped.export_archive(tmp_path / "events.parquet")
+    assert [p async for p in anyio.Path(tmp_path).iterdir()] == []  # nor a .partial
     # What the message says to do: the field back, then restore keeps the values.
     back = await db.collection("events", Event, dim=DIM, partition=MONTHLY, evolve=True)
     report = await back.restore()

@@ -37,7 +37,7 @@ from .._errors import DatabaseError, translating
 from .._identifiers import quote_ident
 from .._typing import AnyConnection
 
-__all__ = ["Column", "Conformance", "apply", "columns", "plan", "projection"]
+__all__ = ["Column", "Conformance", "apply", "columns", "held", "plan", "projection"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -132,6 +132,18 @@ async def _count(conn: AnyConnection, sql: str) -> int | None:
         return None
 
 
+async def held(conn: AnyConnection, table: str, names: Sequence[str]) -> dict[str, int]:
+    """Of ``table``'s columns ``names``, those holding values, with how many rows hold one."""
+    found = {}
+    for name in names:
+        n = await _count(
+            conn, f"SELECT count(*) FROM {table} t WHERE t.{quote_ident(name)} IS NOT NULL"
+        )
+        if n:
+            found[name] = n
+    return found
+
+
 async def plan(
     conn: AnyConnection, table: str, live: str, *, keep_extra: bool = False
 ) -> Conformance:
@@ -198,25 +210,17 @@ async def plan(
             not_null.append(name)
         elif have.notnull and not want.notnull:
             nullable.append(name)
-    for name in mine:
-        if name in theirs:
-            continue
-        held = await _count(
-            conn, f"SELECT count(*) FROM {table} t WHERE t.{quote_ident(name)} IS NOT NULL"
-        )
-        if held:
-            problems.append(
-                (
-                    "held",
-                    f"field {name!r} was dropped from the collection since this was archived, and "
-                    f"{held} archived rows hold a value in it: restoring would lose them. Add the "
-                    "field back (optional) with evolve=True and restore (then drop it in a "
-                    "migration if you mean to), or export_archive() to keep the values off the "
-                    "database",
-                )
-            )
-        if not keep_extra:
-            drop.append(name)
+    extra = [name for name in mine if name not in theirs]
+    for name, rows in (await held(conn, table, extra)).items():
+        problems.append((
+            "held",
+            f"field {name!r} was dropped from the collection since this was archived, and "
+            f"{rows} archived rows hold a value in it: restoring would lose them. Add the "
+            "field back (optional) with evolve=True and restore (then drop it in a "
+            "migration if you mean to)",
+        ))  # fmt: skip
+    if not keep_extra:
+        drop.extend(extra)
     return Conformance(
         table=table,
         add=tuple(add),

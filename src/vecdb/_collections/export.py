@@ -110,6 +110,18 @@ async def export(pool: Connections, spec: CollectionSpec, path: Path) -> dict[st
             # those rows, as restore(from_file=) will load them.
             live = qualified(spec.schema, spec.table)
             found = await _conform.columns(conn, [live, *tables])
+            for table in tables:
+                # A field the collection dropped since: the file has no column for it.
+                dropped = [c for c in found[table] if c not in found[live]]
+                left_out = await _conform.held(conn, table, dropped)
+                if left_out:
+                    raise ConfigError(
+                        f"cannot export the archive of {spec.name!r}: {table} holds values "
+                        f"of fields the collection no longer has ({left_out}: field -> "
+                        "rows), which the file would leave out. Nothing was written. Add "
+                        "the fields back (optional) with evolve=True, then export.",
+                        setting="path",
+                    )
             selects = {
                 table: f"SELECT {_conform.projection(lay.columns, found[live], found[table])} "
                 f"FROM {table}"
