@@ -200,10 +200,10 @@ async def test_a_partition_changed_while_archived_is_put_back(
     real = _archive.checksum
     calls = 0
 
-    async def before_a_late_write(conn: Any, table: str, *args: Any) -> str:
+    async def before_a_late_write(conn: Any, table: str, *args: Any, **kwargs: Any) -> str:
         nonlocal calls
         calls += 1
-        value = await real(conn, table, *args)
+        value = await real(conn, table, *args, **kwargs)
         if calls == 1:  # the checksum "before": as if a row arrived right after it
             rows, total = value.split(":")
             return f"{int(rows) - 1}:{total}"

@@ -25,6 +25,13 @@ batches, each batch in one statement (``DELETE … RETURNING`` into ``INSERT``),
 so again each row is in one place at any moment, and an interrupted run is
 resumed by the next.
 
+Restoring moves each partition back in one transaction (checks, columns,
+move, ATTACH, checksum): a failure leaves it archived as it was. A partition
+archived before the collection evolved keeps the columns of its time; they
+are made the collection's first (`conform`), or the restore is refused
+before anything changes. Its checksum is compared over the columns recorded
+when it was archived.
+
 Archived records keep their ids: a partitioned collection keeps them in its
 id registry (foreign keys to them stay valid; ``insert()`` and ``upsert()``
 refuse them) until `purge_archive`, the only call that deletes archived data.
@@ -37,10 +44,16 @@ import datetime as dt
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from .._errors import ArchiveChecksumError, ConfigError, DatabaseError, translating
+from .._errors import (
+    ArchiveChecksumError,
+    ConfigError,
+    DatabaseError,
+    SchemaMismatchError,
+    translating,
+)
 from .._identifiers import qualified, quote_ident
 from .._schema import partitioning as _partitioning
 from .._schema.columns import ColumnType
@@ -48,6 +61,7 @@ from .._schema.ddl import registry_name
 from .._schema.partitioning import ArchiveReport, PartitionInfo, TimePartitions
 from .._schema.spec import CollectionSpec
 from .._typing import AnyConnection, Connections
+from . import conform as _conform
 from . import fulltext as _fulltext
 from . import partitions as _partitions
 from .checksums import EMPTY, checksum, combine, subtract
@@ -291,8 +305,8 @@ async def recover(pool: Connections, spec: CollectionSpec) -> None:
                     logger.info("finishing the interrupted archive of %s", marked.name)
                     await _finish_archive(conn, spec, marked)
                 elif state == "restoring":
-                    logger.info("finishing the interrupted restore of %s", marked.name)
-                    await _finish_restore(conn, spec, marked)
+                    logger.info("putting the half-done restore of %s back", marked.name)
+                    await _undo_restore(conn, spec, marked)
 
 
 async def _finish_archive(conn: AnyConnection, spec: CollectionSpec, marked: _Marked) -> str:
@@ -313,7 +327,7 @@ async def _finish_archive(conn: AnyConnection, spec: CollectionSpec, marked: _Ma
         await conn.execute(
             f"ALTER TABLE {qualified(schema, name)} SET SCHEMA {quote_ident(ARCHIVE_SCHEMA)}"
         )
-    after = await checksum(conn, spec, qualified(ARCHIVE_SCHEMA, name))
+    after = await _archived_checksum(conn, spec, marked)
     before = marked.record["checksum"]
     if after != before:
         # Written to while it was being archived: put it back as it is now.
@@ -373,6 +387,8 @@ async def _archive_partitions(
                     "interval": partitioning.interval,
                     "checksum": before,
                     "rows": info.rows,
+                    # What the checksum covers: an evolve may change the collection's.
+                    "columns": list(spec.layout.columns),
                     "state": "archiving",
                 }
                 await _set_record(conn, spec.schema, info.name, record)
@@ -391,38 +407,127 @@ async def _archive_partitions(
     )
 
 
-async def _finish_restore(
-    conn: AnyConnection, spec: CollectionSpec, marked: _Marked, *, checked: bool = False
-) -> str:
-    """The rest of a restore, from wherever it stopped; returns the restored rows' checksum.
+def _hashed_columns(
+    spec: CollectionSpec, record: dict[str, Any], archived: Mapping[str, _conform.Column]
+) -> list[str]:
+    """The columns an archived partition's checksum covers, in order.
 
-    ``checked``: `_check_restorable` has just passed (restore() checks every
-    partition before it moves any); a recovery checks here.
+    `archive` records them (the collection's columns then). A partition
+    archived by a vecdb that did not record them was checksummed over the
+    collection's columns of its time: those of today's it still has.
+    """
+    recorded = record.get("columns")
+    if isinstance(recorded, list):
+        return [str(name) for name in recorded]
+    return [name for name in spec.layout.columns if name in archived]
+
+
+async def _archived_checksum(conn: AnyConnection, spec: CollectionSpec, marked: _Marked) -> str:
+    """An archived partition's checksum now, over the columns it was archived with."""
+    table = qualified(ARCHIVE_SCHEMA, marked.name)
+    archived = (await _conform.columns(conn, [table]))[table]
+    return await checksum(conn, spec, table, columns=_hashed_columns(spec, marked.record, archived))
+
+
+def _refused(
+    spec: CollectionSpec, plans: Mapping[str, _conform.Conformance]
+) -> SchemaMismatchError:
+    lines = [f"{name}: {why}" for name, planned in plans.items() for why in planned.refusals]
+    listed = "\n".join(f"  - {line}" for line in lines)
+    return SchemaMismatchError(
+        f"cannot restore archived partitions of {spec.name!r}: their columns differ from the "
+        f"collection's in a way restoring cannot resolve without losing or changing data "
+        f"({len(lines)} difference(s)):\n{listed}\nNothing was changed.",
+        differences=lines,
+    )
+
+
+async def _conformance(
+    conn: AnyConnection, spec: CollectionSpec, name: str
+) -> _conform.Conformance:
+    return await _conform.plan(
+        conn, qualified(ARCHIVE_SCHEMA, name), qualified(spec.schema, spec.table)
+    )
+
+
+async def _restore_one(conn: AnyConnection, spec: CollectionSpec, marked: _Marked) -> str:
+    """Move one archived partition back and attach it; returns the restored rows' checksum.
+
+    One transaction: the checks, the columns made the collection's (`conform`),
+    the move, the ATTACH and the checksum. Any failure, or (when the columns
+    were changed) a checksum that differs from the archive's just before,
+    rolls it all back: the partition is then where it was, archived and
+    unchanged.
     """
     name = marked.name
-    if marked.schema == ARCHIVE_SCHEMA:
-        if not checked:
-            await _check_restorable(conn, spec, name, marked.record)
-        await conn.execute(
-            f"ALTER TABLE {qualified(ARCHIVE_SCHEMA, name)} SET SCHEMA {quote_ident(spec.schema)}"
-        )
-    table = qualified(spec.schema, name)
-    if not marked.attached:
+    archived, table = qualified(ARCHIVE_SCHEMA, name), qualified(spec.schema, name)
+    async with conn.transaction():
+        await _check_restorable(conn, spec, name, marked.record)
+        planned = await _conformance(conn, spec, name)
+        if planned.refusals:
+            raise _refused(spec, {name: planned})
+        hashed = _hashed_columns(spec, marked.record, planned.archived)
+        # Taken again only when conforming rewrites the table: ATTACH alone
+        # rewrites no row, and one checksum of a partition is the cost of a restore.
+        before = marked.record["checksum"]
+        if planned.changes:
+            before = await checksum(conn, spec, archived, columns=hashed)
+            logger.info(
+                "conforming %s to %s: adding %s, dropping %s, converting %s",
+                archived,
+                spec.name,
+                [c.name for c in planned.add],
+                list(planned.drop),
+                [have.name for have, _ in planned.retype],
+            )
+        await _conform.apply(conn, planned)
+        await conn.execute(f"ALTER TABLE {archived} SET SCHEMA {quote_ident(spec.schema)}")
         # An evolve since it was archived may have changed the FullText columns.
         await _fulltext.conform(conn, spec, name)
         await _partitions.attach(conn, spec, _key(spec, marked.record["key"]), table)
-    after = await checksum(conn, spec, table)
-    if after != marked.record["checksum"]:
-        logger.warning(
-            "restored partition %s of %s has checksum %s, %s when archived",
-            name,
-            spec.name,
-            after,
-            marked.record["checksum"],
+        after = await checksum(
+            conn, spec, table, columns=hashed, as_type=planned.hashed_as(), absent=planned.drop
         )
-    await _set_record(conn, spec.schema, name, None)
+        if after != before and planned.changes:
+            raise ArchiveChecksumError(
+                f"restoring {name} of {spec.name!r} would change its content (checksum "
+                f"{before} in the archive, {after} restored); it was left in the archive, "
+                "unchanged.",
+                table=name,
+                before=before,
+                after=after,
+            )
+        if after != marked.record["checksum"]:
+            logger.warning(
+                "restored partition %s of %s has checksum %s, %s when archived",
+                name,
+                spec.name,
+                after,
+                marked.record["checksum"],
+            )
+        await _set_record(conn, spec.schema, name, None)
     logger.info("restored partition %s of %s (%s)", name, spec.name, after)
     return after
+
+
+async def _undo_restore(conn: AnyConnection, spec: CollectionSpec, marked: _Marked) -> None:
+    """A restore an earlier vecdb left marked "restoring": finished, or put back in the archive.
+
+    `_restore_one` moves a partition in one transaction and never leaves this
+    mark; earlier versions moved it in steps, and a failure could leave it
+    detached in the collection's schema, its rows in neither place.
+    """
+    name = marked.name
+    if marked.attached:  # attached: only the mark was left to clear
+        await _set_record(conn, marked.schema, name, None)
+        return
+    async with conn.transaction():
+        if marked.schema != ARCHIVE_SCHEMA:
+            await conn.execute(
+                f"ALTER TABLE {qualified(marked.schema, name)} "
+                f"SET SCHEMA {quote_ident(ARCHIVE_SCHEMA)}"
+            )
+        await _set_record(conn, ARCHIVE_SCHEMA, name, {**marked.record, "state": "archived"})
 
 
 async def _check_restorable(
@@ -482,16 +587,16 @@ async def restore(
                 if newer_than is None or _partitioning.step(lower, interval) > newer_than:
                     todo.append(marked)
             todo.sort(key=lambda m: m.name)
+            plans = {}
             for marked in todo:  # every check first: a refusal changes nothing
                 await _check_restorable(conn, spec, marked.name, marked.record)
+                plans[marked.name] = await _conformance(conn, spec, marked.name)
+            if any(planned.refusals for planned in plans.values()):
+                raise _refused(spec, {n: p for n, p in plans.items() if p.refusals})
             rows = 0
             before_all, after_all = [], []
             for marked in todo:
-                record = {**marked.record, "state": "restoring"}
-                await _set_record(conn, ARCHIVE_SCHEMA, marked.name, record)
-                after = await _finish_restore(
-                    conn, spec, dataclasses.replace(marked, record=record), checked=True
-                )
+                after = await _restore_one(conn, spec, marked)
                 before_all.append(marked.record["checksum"])
                 after_all.append(after)
                 rows += int(after.split(":", 1)[0])
@@ -530,7 +635,7 @@ async def purge(pool: Connections, spec: CollectionSpec, older_than: dt.datetime
         sums = []
         for marked in sorted(todo, key=lambda m: m.name):
             table = qualified(ARCHIVE_SCHEMA, marked.name)
-            sums.append(await checksum(conn, spec, table))
+            sums.append(await _archived_checksum(conn, spec, marked))
             try:
                 with translating():
                     deleted = await conn.execute(
@@ -596,6 +701,8 @@ async def _archive_rows(
         with translating():
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(ARCHIVE_SCHEMA)}")
             await conn.execute(f"CREATE TABLE IF NOT EXISTS {store} (LIKE {live} INCLUDING ALL)")
+            async with conn.transaction():
+                await _conform_store(conn, spec, store, live, restoring=False)
             record = {"collection": spec.name, "kind": "rows", "field": field, "state": "rows"}
             await _set_record(conn, ARCHIVE_SCHEMA, spec.table, record)
             where = f"{column} < $1"
@@ -634,6 +741,40 @@ async def _archive_rows(
     return ArchiveReport(rows=moved, partitions=(), checksum_before=before, checksum_after=after)
 
 
+async def _conform_store(
+    conn: AnyConnection, spec: CollectionSpec, store: str, live: str, *, restoring: bool
+) -> None:
+    """Give an unpartitioned collection's row archive the table's columns (`conform`).
+
+    The archive was made ``LIKE`` the table at the first archive; an evolve
+    since added columns (NULL for the rows archived before, as for the live
+    rows of that time) or a migration changed them. Columns the table no
+    longer has are kept: archiving leaves them NULL, and a restore that would
+    leave their values behind, or put NULLs into a NOT NULL column, is refused.
+
+    Raises:
+        SchemaMismatchError: A difference that cannot be resolved without
+            changing data; nothing was changed.
+    """
+    planned = await _conform.plan(conn, store, live, keep_extra=True)
+    blocking = ("add", "retype", "not_null", "held") if restoring else ("add", "retype")
+    problems = tuple(p for p in planned.problems if p[0] in blocking)
+    if problems:
+        what = "restore archived rows of" if restoring else "archive rows of"
+        lines = [line for _, line in problems]
+        listed = "\n".join(f"  - {line}" for line in lines)
+        raise SchemaMismatchError(
+            f"cannot {what} {spec.name!r}: {store} has columns that differ from the "
+            f"collection's ({len(lines)} difference(s)):\n{listed}\nNothing was changed.",
+            differences=lines,
+        )
+    # NOT NULL is the table's to enforce: the archive keeps rows of any age.
+    planned = dataclasses.replace(planned, not_null=())
+    if planned.changes:
+        logger.info("conforming %s to %s: adding %s", store, spec.name, planned.add)
+        await _conform.apply(conn, planned)
+
+
 async def restore_rows(
     pool: Connections,
     spec: CollectionSpec,
@@ -666,6 +807,7 @@ async def restore_rows(
                 where, in_store = f"{column} >= $1", f"a.{column} >= $1"
                 args = [_cutoff(spec, field, newer_than)]
             async with conn.transaction():
+                await _conform_store(conn, spec, store, live, restoring=True)
                 clash = await conn.fetch(
                     f"SELECT a.{id_col} AS id FROM {store} a JOIN {live} t USING ({id_col}) "
                     f"WHERE {in_store} LIMIT 20",

@@ -33,6 +33,7 @@ from .._typing import AnyConnection, Connections, M, VectorInput
 from . import archive as _archive
 from . import catalog as _catalog
 from . import checksums as _checksums
+from . import conform as _conform
 from . import export as _export
 from . import indexing as _indexing
 from . import partitions as _partitions
@@ -629,12 +630,21 @@ class Collection(Generic[M]):
         return rows
 
     async def _with_archive(self, conn: AnyConnection) -> str:
-        """The table and its archive as one ``FROM`` item (the table alone without one)."""
-        tables = [self._table, *await _archive.archived_tables(conn, self._spec)]
-        if len(tables) == 1:
+        """The table and its archive as one ``FROM`` item (the table alone without one).
+
+        An archived table keeps the columns of its time: one an evolve added
+        since reads as NULL, as it does for the live rows of that time
+        (`conform.projection`).
+        """
+        archived = await _archive.archived_tables(conn, self._spec)
+        if not archived:
             return self._table
-        columns = ", ".join(quote_ident(c) for c in self._spec.layout.columns)
-        union = " UNION ALL ".join(f"SELECT {columns} FROM {t}" for t in tables)
+        found = await _conform.columns(conn, [self._table, *archived])
+        names = self._spec.layout.columns
+        union = " UNION ALL ".join(
+            f"SELECT {_conform.projection(names, found[self._table], found[t])} FROM {t}"
+            for t in (self._table, *archived)
+        )
         return f"({union}) AS _vecdb_with_archive"
 
     async def archive(
@@ -714,9 +724,18 @@ class Collection(Generic[M]):
         back instead (after their checksum is checked against the manifest's,
         before anything is written).
 
+        A partition archived before the collection evolved gets its columns
+        made the collection's first (a field added since is NULL there, as in
+        the live rows of that time); each partition moves in one transaction,
+        so a failure leaves it archived as it was (see `docs/partitions.md`).
+
         Raises:
             ConfigError: The restore would overlap live data (see above), or the
                 file's manifest is missing or for another collection.
+            SchemaMismatchError: The collection dropped a field that archived
+                rows hold values in, changed a type in a way that would change
+                archived values, or added a NOT NULL column without a default;
+                nothing was changed.
             ArchiveChecksumError: The file's rows differ from what was exported.
             ImportError: ``from_file=`` without pyarrow (``vecdb[parquet]``).
         """
@@ -728,8 +747,13 @@ class Collection(Generic[M]):
                 self._pool, self._spec, newer_than, progress=progress
             )
         else:
-            report = await _archive.restore(self._pool, self._spec, newer_than, progress=progress)
-            await self._pool.schema_changed()
+            try:
+                report = await _archive.restore(
+                    self._pool, self._spec, newer_than, progress=progress
+                )
+            finally:
+                # Partition DDL (asyncpg #103): partitions restored before a failure count too.
+                await self._pool.schema_changed()
         self._searcher.data_changed()
         return report
 

@@ -22,13 +22,14 @@ from typing import Any
 import anyio
 
 from .._errors import ArchiveChecksumError, ConfigError, translating
-from .._identifiers import quote_ident
+from .._identifiers import qualified
 from .._schema.columns import ColumnType
 from .._schema.spec import CollectionSpec
 from .._typing import Connections
 from .._version import __version__
 from . import archive as _archive
 from . import checksums as _checksums
+from . import conform as _conform
 
 __all__ = ["MANIFEST_SUFFIX", "export", "manifest_path", "read"]
 
@@ -95,7 +96,6 @@ async def export(pool: Connections, spec: CollectionSpec, path: Path) -> dict[st
     schema = _schema(pa, spec)
     lay = spec.layout
     kinds = {lay.id.name: lay.id.type, **{f.name: f.type for f in lay.fields}}
-    columns = ", ".join(quote_ident(c) for c in lay.columns)
     rows = 0
     async with pool.acquire() as conn:
         with translating():
@@ -105,13 +105,37 @@ async def export(pool: Connections, spec: CollectionSpec, path: Path) -> dict[st
                     f"collection {spec.name!r} has no archived data to export; archive() first",
                     setting="path",
                 )
-            sums = [await _checksums.checksum(conn, spec, table) for table in tables]
+            # Each archived table in the collection's columns of today: one an evolve
+            # added since reads as NULL (`conform.projection`). The checksum is of
+            # those rows, as restore(from_file=) will load them.
+            live = qualified(spec.schema, spec.table)
+            found = await _conform.columns(conn, [live, *tables])
+            for table in tables:
+                # A field the collection dropped since: the file has no column for it.
+                dropped = [c for c in found[table] if c not in found[live]]
+                left_out = await _conform.held(conn, table, dropped)
+                if left_out:
+                    raise ConfigError(
+                        f"cannot export the archive of {spec.name!r}: {table} holds values "
+                        f"of fields the collection no longer has ({left_out}: field -> "
+                        "rows), which the file would leave out. Nothing was written. Add "
+                        "the fields back (optional) with evolve=True, then export.",
+                        setting="path",
+                    )
+            selects = {
+                table: f"SELECT {_conform.projection(lay.columns, found[live], found[table])} "
+                f"FROM {table}"
+                for table in tables
+            }
+            sums = [
+                await _checksums.checksum(conn, spec, f"({selects[table]})") for table in tables
+            ]
             partial = path.with_name(path.name + ".partial")
             writer = pa.parquet.ParquetWriter(str(partial), schema)
             try:
                 async with conn.transaction(isolation="repeatable_read", readonly=True):
                     for table in tables:
-                        cursor = conn.cursor(f"SELECT {columns} FROM {table} ORDER BY 1")
+                        cursor = conn.cursor(f"{selects[table]} ORDER BY 1")
                         batch: list[Any] = []
                         async for record in cursor:
                             batch.append(record)
