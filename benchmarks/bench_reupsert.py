@@ -4,7 +4,8 @@ Run from the repository root:
 
     .venv/bin/python benchmarks/bench_reupsert.py --synthetic 20000
     .venv/bin/python benchmarks/bench_reupsert.py --data /work/shared/data/stdlib-minilm-50k
-    .venv/bin/python benchmarks/bench_reupsert.py --synthetic 20000 --fractions 0.1 --quick
+    .venv/bin/python benchmarks/bench_reupsert.py --synthetic 20000 --fractions 0.1 \
+        --methods raw-plain,vecdb-rebuild
 
 Re-embedding a corpus upserts rows that exist already. Each measurement starts
 from a fresh table of N rows (``id bigint PRIMARY KEY, bucket text, embedding
@@ -52,7 +53,7 @@ import numpy.typing as npt
 from pgvector.asyncpg import register_vector
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Server, machine, summary, table  # noqa: E402
+from _common import Server, machine, summary, table
 
 Floats = npt.NDArray[np.float32]
 BUCKETS = ("a", "b", "c", "d")
@@ -106,7 +107,7 @@ class Reader:
     async def _run(self) -> None:
         conn = await asyncpg.connect(self.dsn, server_settings={"hnsw.ef_search": "40"})
         await register_vector(conn)
-        sql = f"SELECT id FROM {self.table} ORDER BY embedding <=> $1 LIMIT 10"  # noqa: S608
+        sql = f"SELECT id FROM {self.table} ORDER BY embedding <=> $1 LIMIT 10"
         i = 0
         try:
             while not self._stop.is_set():
@@ -236,7 +237,7 @@ async def run(args: argparse.Namespace, server: Server) -> None:
         db = await vecdb.connect(dsn)
         methods = args.methods.split(",")
         for fraction in args.fractions:
-            count = max(1, int(round(fraction * n)))
+            count = max(1, round(fraction * n))
             new = re_embedded(vectors, count, seed=int(fraction * 1000))
             rows = new_rows(new)
             for method in methods:
@@ -248,7 +249,7 @@ async def run(args: argparse.Namespace, server: Server) -> None:
                         method
                     ]
 
-                    async def write(fn: Any = fn) -> None:
+                    async def write(fn: Any = fn, rows: Any = rows) -> None:
                         await fn(conn, "t", rows)
                 else:
                     with contextlib.suppress(vecdb.VecdbError):
@@ -269,7 +270,9 @@ async def run(args: argparse.Namespace, server: Server) -> None:
                     models = [Doc(id=i, bucket=b, embedding=v) for i, b, v in rows]
                     rebuild = method == "vecdb-rebuild"
 
-                    async def write(models: Any = models, rebuild: bool = rebuild) -> None:
+                    async def write(
+                        models: Any = models, rebuild: bool = rebuild, col: Any = col
+                    ) -> None:
                         await col.upsert(models, rebuild_index=rebuild)
 
                 elapsed, reader = await measure(dsn, target, queries, write)
@@ -319,7 +322,6 @@ def main() -> None:
         default="raw-plain,raw-a,raw-c,vecdb-plain,vecdb-rebuild",
         help="comma-separated: raw-plain, raw-a, raw-c, vecdb-plain, vecdb-rebuild",
     )
-    parser.add_argument("--quick", action="store_true", help="accepted for symmetry; unused")
     args = parser.parse_args()
     settings = {
         "shared_buffers": "1GB",
