@@ -13,6 +13,10 @@ A large first load into an empty collection with an HNSW index drops the index,
 loads, and builds it again in the same transaction: inserting row by row into
 the graph is several times slower than one build (pgvector #559).
 
+An upsert with ``rebuild_index=True`` (or ``"auto"`` over the threshold) into
+an indexed collection that has rows stages everything first and merges between
+a concurrent drop and a concurrent build of its HNSW index (`reupsert`).
+
 Every statement of a write gets the caller's ``timeout``, else no limit:
 asyncpg would otherwise apply the pool's ``command_timeout``, which a large
 merge or an index build can exceed.
