@@ -65,9 +65,11 @@ logger = logging.getLogger("vecdb.index")
 RebuildChoice = bool | Literal["auto"]
 # With rebuild_index="auto", an upsert whose staged rows are at least this share
 # of the collection's rows takes the rebuild path. Measured here (384-d, m=16,
-# ef_construction=64, 2 CPUs; docs/performance.md): the plain merge and the
-# rebuild break even at about 15-20% of 20k rows and 10-15% of 50k rows (the
-# plain merge's cost per row grows with the graph, the build's much less).
+# ef_construction=64, 2 busy CPUs; docs/performance.md): the plain merge and
+# the rebuild break even between 10% and 25% of 20k rows, and at about 10% of
+# 50k rows (the merge's cost per row grows with the graph, a build's is about
+# fixed per row). 20% is on the safe side of both: never much slower than the
+# plain merge, already 2x faster at 25% of 50k rows.
 REBUILD_SHARE = 0.2
 # ...and at least this many rows: below it the build's fixed costs dominate.
 REBUILD_MIN_ROWS = 2_000
