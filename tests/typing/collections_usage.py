@@ -57,6 +57,8 @@ async def main(db: vecdb.Database, q: npt.NDArray[np.float32]) -> None:
         [Chunk(id=1, doc_id="a", text="hello", year=2024, embedding=[0.1] * 384)]
     )
     written += await chunks.upsert([{"id": 2, "doc_id": "a", "text": "x", "year": 1}])
+    written += await chunks.upsert([{"id": 2, "doc_id": "a"}], rebuild_index="auto")
+    written += await chunks.upsert([{"id": 2, "doc_id": "a"}], rebuild_index=True)
     await chunks.insert([Chunk(id=3, doc_id="a", text="y", year=2, embedding=q)], batch_size=100)
 
     one: Chunk | None = await chunks.get(1)

@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Generic, TypeAlias
+from typing import Any, Generic, Literal, TypeAlias
 
 import anyio
 import numpy.typing as npt
@@ -38,6 +38,7 @@ from . import export as _export
 from . import indexing as _indexing
 from . import partitions as _partitions
 from . import repartition as _repartition
+from . import reupsert as _reupsert
 from .archive import ArchiveProgress
 from .indexing import ProgressCallback
 from .repartition import RepartitionCallback
@@ -125,6 +126,7 @@ class Collection(Generic[M]):
         *,
         batch_size: int | None = None,
         timeout: float | None = None,
+        rebuild_index: bool | Literal["auto"] = False,
     ) -> int:
         """Insert records, replacing those whose id exists; return the rows written.
 
@@ -136,11 +138,23 @@ class Collection(Generic[M]):
         5,000 rows or more drops the HNSW index and builds it again before the
         commit. An id given twice keeps its last record.
 
+        Example:
+            >>> await chunks.upsert(re_embedded(all_chunks), rebuild_index="auto")  # doctest: +SKIP
+
         Args:
             records: An iterable or async iterable of records (a list, a generator...).
             batch_size: ``None`` (default): everything in one transaction, all
                 or nothing. A number: commit every ``batch_size`` records, so a
                 failure keeps the batches before it.
+            rebuild_index: For a bulk re-upsert (re-embedding) into an indexed
+                collection that has rows. ``False`` (default): merge into the
+                index. ``True``: drop the HNSW index concurrently, merge, build
+                it again concurrently; searches meanwhile succeed as exact scans
+                (slower), writers are not blocked. ``"auto"``: the rebuild when
+                the upsert's records are at least ``REBUILD_SHARE`` (20%) of
+                the collection's rows and 2,000 or more, else the plain merge.
+                Ignored for partitioned collections (plain merge); ``True``
+                needs ``batch_size=None``. See docs/collections.md.
             timeout: Seconds each statement of the write may take (a chunk's
                 COPY, the merge, an index rebuild); default no limit. The pool's
                 ``command_timeout`` does not apply, since a large merge or index
@@ -154,8 +168,10 @@ class Collection(Generic[M]):
             QueryTimeoutError: A statement took longer than ``timeout``; nothing
                 of the transaction was written.
             DatabaseError: The server refused the rows (a foreign key, for instance).
+            ConfigError: ``rebuild_index`` is not ``True``, ``False`` or
+                ``"auto"``, or is ``True`` with a ``batch_size``; nothing was written.
         """
-        return await self._writer.write(records, "upsert", batch_size, timeout)
+        return await self._writer.write(records, "upsert", batch_size, timeout, rebuild_index)
 
     @recorded("insert")
     async def insert(
@@ -973,6 +989,9 @@ async def open_collection(
         async with pool.transaction(timeout=timeout) as conn:
             made = await _partitions.premake(conn, spec, dt.datetime.now(dt.UTC))
         changed = changed or bool(made)
+    if before is not None:
+        # A re-upsert's rebuild killed mid-way left the collection without its index.
+        await _reupsert.repair_on_open(pool, spec)
     if changed:
         # New or altered tables: make sure no pooled connection keeps a plan
         # or a type cache from before (asyncpg #103).

@@ -42,6 +42,7 @@ __all__ = [
     "drop_indexes",
     "hnsw_indexes",
     "rebuild_indexes",
+    "session_settings",
     "statement_limit",
 ]
 
@@ -143,7 +144,7 @@ async def _index_state(conn: AnyConnection, spec: CollectionSpec, name: str) -> 
     return valid
 
 
-async def _session_settings(
+async def session_settings(
     conn: AnyConnection,
     spec: CollectionSpec,
     *,
@@ -209,7 +210,7 @@ async def build_hnsw(
     assert spec.index is not None  # noqa: S101 - the caller passes the index to build
     async with pool.acquire() as conn:
         with translating():
-            await _session_settings(
+            await session_settings(
                 conn,
                 spec,
                 index=spec.index,

@@ -13,6 +13,10 @@ A large first load into an empty collection with an HNSW index drops the index,
 loads, and builds it again in the same transaction: inserting row by row into
 the graph is several times slower than one build (pgvector #559).
 
+An upsert with ``rebuild_index=True`` (or ``"auto"`` over the threshold) into
+an indexed collection that has rows stages everything first and merges between
+a concurrent drop and a concurrent build of its HNSW index (`reupsert`).
+
 Every statement of a write gets the caller's ``timeout``, else no limit:
 asyncpg would otherwise apply the pool's ``command_timeout``, which a large
 merge or an index build can exceed.
@@ -26,7 +30,13 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Ma
 from typing import Any, Literal
 
 from .._config import check_int
-from .._errors import DuplicateRecordError, FilterError, LockTimeoutError, translating
+from .._errors import (
+    ConfigError,
+    DuplicateRecordError,
+    FilterError,
+    LockTimeoutError,
+    translating,
+)
 from .._identifiers import qualified, quote_ident
 from .._schema.ddl import registry_name
 from .._schema.record import Record
@@ -37,6 +47,7 @@ from .._typing import AnyConnection, Connections
 from . import first_load as _first_load
 from . import indexing as _indexing
 from . import partitions as _partitions
+from . import reupsert as _reupsert
 from .archive import ARCHIVE_SCHEMA
 
 __all__ = ["REBUILD_MIN_ROWS", "WRITE_CHUNK", "Writer", "affected"]
@@ -153,13 +164,22 @@ class Writer:
         mode: Literal["upsert", "insert"],
         batch_size: int | None,
         timeout: float | None,
+        rebuild_index: object = False,
     ) -> int:
         """Validate and write ``records``; return the rows written (see `Collection.upsert`)."""
         self._pool.check_open()
         if batch_size is not None:
             check_int(batch_size, 1, name="batch_size", why=" or None")
+        rebuild = _reupsert.check_choice(rebuild_index)
+        if rebuild is True and batch_size is not None:
+            raise ConfigError(
+                "rebuild_index=True needs the whole upsert in one transaction (batch_size=None): "
+                f"got batch_size={batch_size}. Drop batch_size, or use rebuild_index='auto' "
+                "(which merges batches the plain way). Nothing was written.",
+                setting="rebuild_index",
+            )
         try:
-            return await self._write(records, mode, batch_size, timeout)
+            return await self._write(records, mode, batch_size, timeout, rebuild)
         finally:
             self._on_change()
 
@@ -169,6 +189,7 @@ class Writer:
         mode: Literal["upsert", "insert"],
         batch_size: int | None,
         timeout: float | None,
+        rebuild: _reupsert.RebuildChoice,
     ) -> int:
         chunks = _chunks(records, batch_size or WRITE_CHUNK)
         prepared = self._prepare(chunks, mode, across=batch_size is None)
@@ -176,7 +197,7 @@ class Writer:
         if batch_size is not None:
             # Each batch is validated before its transaction starts, and commits on its own.
             async for batch in prepared:
-                written += await self._transaction(mode, [batch], None, timeout)
+                written += await self._transaction(mode, [batch], None, timeout, False)
         else:
             # Up to REBUILD_MIN_ROWS records are validated before any connection
             # is taken: enough to know whether a first load is large.
@@ -189,7 +210,7 @@ class Writer:
                     break
             if not head:
                 return 0
-            written = await self._transaction(mode, head, prepared, timeout)
+            written = await self._transaction(mode, head, prepared, timeout, rebuild)
         await self._maybe_analyze(written)
         return written
 
@@ -232,6 +253,7 @@ class Writer:
         head: list[_Chunk],
         rest: AsyncIterator[_Chunk] | None,
         timeout: float | None,
+        rebuild: _reupsert.RebuildChoice,
     ) -> int:
         """Write ``head`` then ``rest`` in one transaction; return the rows written."""
         limit = _indexing.statement_limit(timeout)
@@ -239,6 +261,8 @@ class Writer:
         rows = str(size) if rest is None else f"{size}+"  # for the log: a stream may go on
         chunks = _chain(head, rest)
         if self._partitions is not None:
+            if rebuild is not False:
+                logger.debug("rebuild_index ignored: %r is partitioned", self._spec.name)
             return await self._partitioned(mode, chunks, rows=rows, timeout=limit)
         async with self._pool.acquire() as conn:
             with translating():
@@ -246,18 +270,29 @@ class Writer:
                 # when the transaction asks for a stronger one (see below).
                 row = await conn.fetchrow(
                     f"SELECT NOT EXISTS (SELECT 1 FROM {self._table}) AS empty, "
-                    "EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                    "JOIN pg_am a ON a.oid = c.relam "
-                    "WHERE i.indrelid = to_regclass($1) AND a.amname = 'hnsw') AS indexed",
+                    "array(SELECT c.relname::text || ':' || i.indisvalid::text FROM pg_index i "
+                    "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam "
+                    "WHERE i.indrelid = to_regclass($1) AND a.amname = 'hnsw') AS hnsw, "
+                    "(SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)) AS reltuples",
                     self._table,
                     timeout=limit,
                 )
                 assert row is not None  # noqa: S101 - one row, always
+                valid = {n for n, _, ok in (h.rpartition(":") for h in row["hnsw"]) if ok == "true"}
+                # A rebuild killed mid-way leaves the collection without its index.
+                if _reupsert.needs_repair(self._spec, valid) and await _reupsert.repair(
+                    conn, self._spec, timeout=timeout
+                ):
+                    valid = set(_reupsert.expected(self._spec))
+                if not row["empty"] and valid and rebuild is not False and mode == "upsert":
+                    return await self._restage(
+                        conn, chunks, rebuild, rows=float(row["reltuples"]), timeout=timeout
+                    )
                 async with conn.transaction():
                     empty: bool = row["empty"]
                     indexes: list[tuple[str, str]] = []
                     if empty:
-                        rebuild = row["indexed"] and size >= REBUILD_MIN_ROWS
+                        first_rebuild = bool(row["hnsw"]) and size >= REBUILD_MIN_ROWS
                         # The straight COPY needs the table to stay empty of other
                         # writers' rows until commit. A savepoint could catch their
                         # unique violations, but rolling back to it would lose the
@@ -272,7 +307,7 @@ class Writer:
                         # would. A rebuild takes ACCESS EXCLUSIVE right away, as
                         # DROP INDEX would: readers of the (empty) collection then
                         # wait for the commit.
-                        strength = "ACCESS EXCLUSIVE" if rebuild else "SHARE ROW EXCLUSIVE"
+                        strength = "ACCESS EXCLUSIVE" if first_rebuild else "SHARE ROW EXCLUSIVE"
                         await conn.execute(
                             f"LOCK TABLE {self._table} IN {strength} MODE", timeout=limit
                         )
@@ -280,7 +315,7 @@ class Writer:
                         empty = await conn.fetchval(
                             f"SELECT NOT EXISTS (SELECT 1 FROM {self._table})", timeout=limit
                         )
-                        if empty and rebuild:
+                        if empty and first_rebuild:
                             indexes = await _indexing.hnsw_indexes(conn, self._spec)
                     if empty:
                         return await self._load(conn, chunks, indexes, rows=rows, timeout=timeout)
@@ -336,12 +371,21 @@ class Writer:
         return written
 
     async def _stage(
-        self, conn: AnyConnection, chunks: AsyncIterator[_Chunk], *, timeout: float
+        self,
+        conn: AnyConnection,
+        chunks: AsyncIterator[_Chunk],
+        *,
+        timeout: float,
+        until_commit: bool = True,
     ) -> tuple[bool, set[Any]]:
-        """COPY every chunk into a new staging table; return (ids repeat, partition keys)."""
+        """COPY every chunk into a new staging table; return (ids repeat, partition keys).
+
+        ``until_commit=False``: a temporary table that outlives transactions,
+        which the caller drops.
+        """
+        drop = " ON COMMIT DROP" if until_commit else ""
         await conn.execute(
-            f"CREATE TEMP TABLE {self._stage_table} (LIKE {self._table}, {_ORD} bigint) "
-            "ON COMMIT DROP",
+            f"CREATE TEMP TABLE {self._stage_table} (LIKE {self._table}, {_ORD} bigint){drop}",
             timeout=timeout,
         )
         dedupe = False
@@ -380,6 +424,61 @@ class Writer:
         logger.debug("writing %s rows to %s through a staging table", rows, self._table)
         dedupe, _ = await self._stage(conn, chunks, timeout=timeout)
         return await self._merge(conn, mode, dedupe=dedupe, timeout=timeout)
+
+    async def _restage(
+        self,
+        conn: AnyConnection,
+        chunks: AsyncIterator[_Chunk],
+        rebuild: _reupsert.RebuildChoice,
+        *,
+        rows: float,
+        timeout: float | None,
+    ) -> int:
+        """An upsert that may rebuild the HNSW index around its merge (`reupsert`).
+
+        Every row is staged first, outside a transaction (the stage is this
+        session's own), so that the choice knows how many there are; the merge
+        then runs in one transaction, the plain way or between the index's drop
+        and its concurrent build.
+        """
+        limit = _indexing.statement_limit(timeout)
+        staged = 0
+
+        async def counted() -> AsyncIterator[_Chunk]:
+            nonlocal staged
+            async for chunk in chunks:
+                staged += len(chunk.rows)
+                yield chunk
+
+        async def merge() -> int:
+            async with conn.transaction():
+                return await self._merge(conn, "upsert", dedupe=dedupe, timeout=limit)
+
+        await conn.execute(f"DROP TABLE IF EXISTS pg_temp.{self._stage_table}", timeout=limit)
+        try:
+            dedupe, _ = await self._stage(conn, counted(), timeout=limit, until_commit=False)
+            if rows < 0:  # never analyzed
+                rows = float(await conn.fetchval(f"SELECT count(*) FROM {self._table}"))
+            if _reupsert.should_rebuild(rebuild, staged, rows):
+                written = await _reupsert.rebuild_around(
+                    conn, self._spec, merge, rows=staged, timeout=timeout
+                )
+                if written is not None:
+                    return written
+            else:
+                logger.debug(
+                    "upsert of %d rows into %r (about %d rows): merging the plain way",
+                    staged,
+                    self._spec.name,
+                    rows,
+                )
+            return await merge()
+        finally:
+            await _reupsert.shielded(
+                lambda: conn.execute(
+                    f"DROP TABLE IF EXISTS pg_temp.{self._stage_table}", timeout=limit
+                )
+            )
 
     async def _partitioned(
         self, mode: str, chunks: AsyncIterator[_Chunk], *, rows: str, timeout: float
