@@ -390,3 +390,65 @@ def test_without_opentelemetry_vecdb_imports_and_connects_untraced(dsn: str) -> 
     assert "otel imported: False" in done.stdout
     assert "refused: tracer_provider= / meter_provider= need OpenTelemetry" in done.stdout
     assert "vecdb[otel]" in done.stdout
+
+
+def test_global_providers_set_after_connect_are_used_and_none_before(dsn: str) -> None:
+    """Unconfigured, the global tracer makes no span; set later, the next operation has one.
+
+    In a process of its own: OpenTelemetry's global providers can be set once per process.
+    """
+    script = textwrap.dedent(
+        f"""
+        import asyncio
+        from opentelemetry import metrics, trace
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        import vecdb
+        from vecdb._server.database import connections
+
+        class Doc(vecdb.Record):
+            id: int
+            embedding: vecdb.Vector
+
+        def durations(reader):
+            data = reader.get_metrics_data()
+            return sum(
+                p.count
+                for rm in data.resource_metrics for sm in rm.scope_metrics
+                for m in sm.metrics if m.name == "db.client.operation.duration"
+                for p in m.data.data_points
+            ) if data else 0
+
+        async def main():
+            reader = InMemoryMetricReader()
+            metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+            async with vecdb.connect({dsn!r}) as db:  # the global providers
+                docs = await db.collection("docs", Doc, dim=2)
+                tracing = connections(db).monitor.tracing
+                op = connections(db).monitor.operation("count", "docs")
+                with op:
+                    print("span before:", tracing.start(op))
+                before = durations(reader)
+                await docs.count()
+                await asyncio.sleep(0)
+                print("durations recorded without a tracer:", durations(reader) - before)
+                exporter = InMemorySpanExporter()
+                provider = TracerProvider()
+                provider.add_span_processor(SimpleSpanProcessor(exporter))
+                trace.set_tracer_provider(provider)
+                await docs.count()
+                await asyncio.sleep(0)
+                print("spans after:", [s.name for s in exporter.get_finished_spans()])
+        asyncio.run(main())
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "span before: None" in done.stdout
+    assert "durations recorded without a tracer: 1" in done.stdout
+    assert "spans after: ['count docs']" in done.stdout

@@ -146,6 +146,7 @@ class Operation:
         "_span",
         "_started",
         "_token",
+        "_tracing",
         "collection",
         "ef_search",
         "k",
@@ -168,7 +169,8 @@ class Operation:
 
     def __enter__(self) -> Operation:
         self._token = _current.set(self)
-        tracing = self._monitor.tracing
+        # The Tracing that starts the span ends it, whatever happens to the monitor's.
+        tracing = self._tracing = self._monitor.tracing
         if tracing is not None:
             self._span = tracing.start(self)
         self._started = time.perf_counter()
@@ -182,10 +184,10 @@ class Operation:
     ) -> None:
         elapsed = time.perf_counter() - self._started
         _current.reset(self._token)
-        monitor = self._monitor
-        monitor._finish(self, elapsed, exc)
-        if self._span is not None and monitor.tracing is not None:
-            monitor.tracing.end(self, self._span, elapsed, exc)
+        self._monitor._finish(self, elapsed, exc)
+        tracing = self._tracing
+        if tracing is not None:
+            tracing.end(self, self._span, elapsed, exc)
 
     def returned(self, result: Any) -> Any:
         """Note the rows a read returned (a list, a record or ``None``), and pass it on."""

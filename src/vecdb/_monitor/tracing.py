@@ -108,6 +108,9 @@ class Tracing:
             explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
         )
         self._attributes = attributes
+        # The global tracer provider is a proxy until the application sets one
+        # (it may do so after connect): until then no span is made at all.
+        self._proxied = tracer_provider is None
         self._pending: list[_Late] = []
         self._scheduled = False
         # The histogram's attributes: the conventions leave out the high-cardinality ones.
@@ -117,14 +120,19 @@ class Tracing:
             if k in {"db.system.name", "db.namespace", "server.address", "server.port"}
         }
 
-    def start(self, op: Operation) -> _Late | _Eager:
+    def start(self, op: Operation) -> _Late | _Eager | None:
         """Begin ``op``'s span: note its parent and start time, or open it now if spans nest.
 
         The span is made when the operation ends (`end`), with every attribute
         at once and its real start time, unless a driver instrumentation is
         installed: then it is opened now and made current, so the driver's
-        spans nest under it.
+        spans nest under it. ``None``: no tracer provider is configured (the
+        global one left unset), so only the duration is recorded.
         """
+        if self._proxied and isinstance(
+            self._trace.get_tracer_provider(), self._trace.ProxyTracerProvider
+        ):
+            return None
         if _driver_instrumented():
             span = self._tracer.start_span(
                 f"{op.name} {op.collection}",
@@ -139,7 +147,11 @@ class Tracing:
         return _Late(op, self._context.get_current(), time.time_ns())
 
     def end(
-        self, op: Operation, started: _Late | _Eager, elapsed: float, exc: BaseException | None
+        self,
+        op: Operation,
+        started: _Late | _Eager | None,
+        elapsed: float,
+        exc: BaseException | None,
     ) -> None:
         """Finish ``op``'s span and record its duration: eagerly, or at the loop's next turn.
 
@@ -148,6 +160,9 @@ class Tracing:
         (typically while the caller's next query is on the wire). `flush`
         records whatever is still pending.
         """
+        if started is None:  # no tracer: the duration alone (a no-op without a meter)
+            self._duration.record(elapsed, self._metric(op, exc))
+            return
         if isinstance(started, _Eager):
             self._context.detach(started.token)  # type: ignore[arg-type]
             self._finish(op, started.span, started, elapsed, exc)
@@ -202,6 +217,18 @@ class Tracing:
         attributes_set: bool = False,
     ) -> None:
         end_ns = started.started_ns + int(elapsed * 1e9) if isinstance(started, _Late) else None
+        if span.is_recording():  # not a no-op span (global providers left unconfigured)
+            if not attributes_set:
+                # One set_attributes: the SDK takes its lock once, not once per attribute.
+                span.set_attributes(_learned(op, exc))
+            if exc is not None:
+                span.record_exception(exc, timestamp=end_ns)
+                span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, str(exc)))
+        span.end(end_time=end_ns)
+        self._duration.record(elapsed, self._metric(op, exc))
+
+    def _metric(self, op: Operation, exc: BaseException | None) -> dict[str, str | int]:
+        """The duration histogram's attributes (the conventions' low-cardinality ones)."""
         metric = {
             **self._metric_attributes,
             "db.collection.name": op.collection,
@@ -212,15 +239,7 @@ class Tracing:
             sqlstate = getattr(exc, "sqlstate", None)
             if isinstance(sqlstate, str):
                 metric["db.response.status_code"] = sqlstate
-        if span.is_recording():  # not a no-op span (global providers left unconfigured)
-            if not attributes_set:
-                # One set_attributes: the SDK takes its lock once, not once per attribute.
-                span.set_attributes(_learned(op, exc))
-            if exc is not None:
-                span.record_exception(exc, timestamp=end_ns)
-                span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, str(exc)))
-        span.end(end_time=end_ns)
-        self._duration.record(elapsed, metric)
+        return metric
 
     @contextlib.contextmanager
     def migration_step(self, source: str, version: int, direction: str) -> Iterator[None]:
