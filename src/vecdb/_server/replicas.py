@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Generator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Generator, Sequence
 from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
@@ -76,39 +76,11 @@ _POLL = 0.005  # seconds between replay checks while a read waits for a write
 _written: ContextVar[str | None] = ContextVar("vecdb_written_lsn", default=None)
 
 
-class _Read:
-    """``router.acquire(readonly=True)``: ``async with`` it, or ``await`` it then ``release``."""
+class _Held:
+    """A connection of the router's: ``async with`` it, or ``await`` it then ``release``.
 
-    __slots__ = ("_conn", "_consistent", "_router", "_timeout")
-
-    def __init__(
-        self, router: ReplicaRouter, timeout: float | None, consistent: bool | None
-    ) -> None:
-        self._router = router
-        self._timeout = timeout
-        self._consistent = consistent
-        self._conn: PoolConnection | None = None
-
-    def __await__(self) -> Generator[Any, None, PoolConnection]:
-        return self._router._acquire_read(self._timeout, self._consistent).__await__()
-
-    async def __aenter__(self) -> PoolConnection:
-        self._conn = await self._router._acquire_read(self._timeout, self._consistent)
-        return self._conn
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await self._router._release(conn, exc)
-
-
-class _Write:
-    """A primary connection that, on release, keeps the WAL position its writes reached."""
+    Released through the router, which keeps the WAL position a write reached.
+    """
 
     __slots__ = ("_conn", "_router", "_timeout")
 
@@ -117,11 +89,14 @@ class _Write:
         self._timeout = timeout
         self._conn: PoolConnection | None = None
 
+    def _take(self) -> Awaitable[PoolConnection]:
+        raise NotImplementedError
+
     def __await__(self) -> Generator[Any, None, PoolConnection]:
-        return self._router._primary.acquire(timeout=self._timeout).__await__()
+        return self._take().__await__()
 
     async def __aenter__(self) -> PoolConnection:
-        self._conn = await self._router._primary.acquire(timeout=self._timeout)
+        self._conn = await self._take()
         return self._conn
 
     async def __aexit__(
@@ -133,6 +108,30 @@ class _Write:
         conn, self._conn = self._conn, None
         if conn is not None:
             await self._router._release(conn, exc)
+
+
+class _Read(_Held):
+    """``router.acquire(readonly=True)``: a replica's connection (or the primary's)."""
+
+    __slots__ = ("_consistent",)
+
+    def __init__(
+        self, router: ReplicaRouter, timeout: float | None, consistent: bool | None
+    ) -> None:
+        super().__init__(router, timeout)
+        self._consistent = consistent
+
+    def _take(self) -> Awaitable[PoolConnection]:
+        return self._router._acquire_read(self._timeout, self._consistent)
+
+
+class _Write(_Held):
+    """A primary connection that, on release, keeps the WAL position its writes reached."""
+
+    __slots__ = ()
+
+    def _take(self) -> Awaitable[PoolConnection]:
+        return self._router._primary.acquire(timeout=self._timeout)
 
 
 class ReplicaRouter:
