@@ -18,7 +18,7 @@ from vecdb._search.statements import uses_index
 from vecdb._server.pool import PooledConnection
 
 from ..deploy import _parts
-from .test_search import clustered, load
+from .test_search import clustered, load, numpy_distances
 
 # Every setting a search may change (planner.py), and a server setting none does.
 SEARCH_SETTINGS = (
@@ -92,6 +92,39 @@ async def test_settings_are_sent_only_when_they_change(
     await c.search(vectors[0], k=10)  # back to the connection's own: reset once
     await c.search(vectors[0], k=10)
     assert statements.set_configs() == 3
+
+
+async def test_an_unfiltered_search_is_planned_once_per_connection(
+    one_connection: vecdb.Database,
+) -> None:
+    """Its k is written into the statement, so PostgreSQL keeps a generic plan."""
+    db = one_connection
+    vectors, labels = clustered(500)
+    c = await load(db, vectors, labels)
+    first = [h.record.id for h in await c.search(vectors[0], k=10)]
+    for q in vectors[1:12]:
+        await c.search(q, k=10)
+        await c.search(q, k=10, where={"bucket": {"$lt": 50}})
+    assert [h.record.id for h in await c.search(vectors[0], k=10)] == first
+    # A strategy whose plan differs has a statement of its own: exact stays exact.
+    distances = numpy_distances("cosine", vectors, vectors[0])  # the collection's metric
+    exact = [h.record.id for h in await c.search(vectors[0], k=10, exact=True)]
+    assert exact == [int(i) for i in np.argsort(distances, kind="stable")[:10]]
+    async with db.acquire() as conn:
+        plans = {
+            r["statement"]: (r["generic_plans"], r["custom_plans"])
+            for r in await conn.fetch(
+                "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements "
+                "WHERE statement LIKE '%_vecdb_distance%'"
+            )
+            if "pg_prepared_statements" not in r["statement"]  # this query's own
+        }
+    hnsw = [sql for sql in plans if "WHERE" not in sql and "+ 0" not in sql]
+    assert len(hnsw) == 1
+    assert hnsw[0].endswith("LIMIT 10")
+    assert plans[hnsw[0]][0] >= 6  # a generic plan, reused
+    # A filtered search's k stays bound, as it was.
+    assert all("LIMIT $2" in sql for sql in plans if "WHERE" in sql)
 
 
 def searches(vectors: Any) -> Iterator[tuple[str, dict[str, Any]]]:

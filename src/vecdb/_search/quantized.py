@@ -20,7 +20,7 @@ from .._schema.record import VectorSpec
 from .._schema.spec import CollectionSpec
 from .filters import CompiledFilter
 from .planner import Strategy
-from .statements import DISTANCE, search_sql
+from .statements import DISTANCE, limit_of, search_sql
 
 __all__ = ["search_statement"]
 
@@ -34,14 +34,16 @@ def search_statement(
     *,
     source: str | None = None,
     query: str | None = None,
+    k: int | None = None,
 ) -> str:
     """`statements.search_sql`, or its re-ranking form when the index is quantized.
 
-    ``query`` replaces ``$1`` as the query vector, as for `statements.search_sql`.
+    ``query`` replaces ``$1`` as the query vector, and ``k`` is written in
+    instead of ``$2``, as for `statements.search_sql`.
     """
     index = spec.index
     if index is None or index.quantization is None or strategy == "exact":
-        return search_sql(spec, vector, columns, where, strategy, source=source, query=query)
+        return search_sql(spec, vector, columns, where, strategy, source=source, query=query, k=k)
     if query is None:
         query = f"$1::{spec.vector_type.value}({int(vector.dim)})"
     order = order_expression(index, vector, OPERATORS[spec.metric], query)
@@ -49,10 +51,12 @@ def search_statement(
     table = qualified(spec.schema, spec.table) if source is None else source
     cond = "" if where.matches_all else f" WHERE {where.sql}"
     factor = candidates(index, 1)
+    limit = limit_of(k)
+    pool = f"$2::int * {int(factor)}" if k is None else limit_of(k * int(factor))
     distance = f"{quote_ident(vector.name)} {OPERATORS[spec.metric]} {query}"
     return (
         f"WITH c AS MATERIALIZED (SELECT {', '.join(quote_ident(c) for c in inner)} "
-        f"FROM {table}{cond} ORDER BY {order} LIMIT $2::int * {int(factor)}) "
+        f"FROM {table}{cond} ORDER BY {order} LIMIT {pool}) "
         f"SELECT {', '.join(quote_ident(c) for c in columns)}, {distance} AS {DISTANCE} "
-        f"FROM c ORDER BY {DISTANCE} LIMIT $2"
+        f"FROM c ORDER BY {DISTANCE} LIMIT {limit}"
     )

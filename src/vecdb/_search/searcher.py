@@ -163,7 +163,7 @@ class Searcher(Generic[M]):
         self._fields = spec.layout.filterable
         self._iterative = iterative
         self._estimates = EstimateCache()
-        self._sql_cache: dict[tuple[str, str, str, bool, str | None], str] = {}
+        self._sql_cache: dict[tuple[str, str, str, bool, str | None, int | None], str] = {}
         # Behind PgBouncer (transaction mode) no setting may outlive a transaction.
         self._sessions = not pool.config.pgbouncer
         # An unfiltered search's plan depends on its arguments alone (the spec and
@@ -258,10 +258,12 @@ class Searcher(Generic[M]):
         source: str | None = None,
         *,
         batch: bool = False,
+        k: int | None = None,
     ) -> str:
         # The text depends only on these (the filter's values are parameters):
         # cached, since building it is a visible share of a 1 ms search.
-        key = (vector.name, compiled.sql, plan.strategy, vectors, "\0batch" if batch else source)
+        where = "\0batch" if batch else source
+        key = (vector.name, compiled.sql, plan.strategy, vectors, where, k)
         sql = self._sql_cache.get(key)
         if sql is None:
             columns = self._spec.layout.columns if vectors else self._codec.scalar_columns
@@ -272,7 +274,7 @@ class Searcher(Generic[M]):
                 sql = batch_sql(self._spec, vector, inner)
             else:
                 sql = search_statement(
-                    self._spec, vector, columns, compiled, plan.strategy, source=source
+                    self._spec, vector, columns, compiled, plan.strategy, source=source, k=k
                 )
             if len(self._sql_cache) >= _SQL_CACHE_SIZE:
                 self._sql_cache.clear()
@@ -350,6 +352,10 @@ class Searcher(Generic[M]):
         *,
         batch: bool = False,
     ) -> _Prepared:
+        if compiled.matches_all and not batch:
+            # k written in: the plan is then made once per connection (statements.limit_of).
+            sql = self._sql(spec_v, compiled, plan, include_vectors, source, k=k)
+            return _Prepared(sql, (), plan.settings, include_vectors, timeout)
         sql = self._sql(spec_v, compiled, plan, include_vectors, source, batch=batch)
         return _Prepared(sql, (k, *compiled.params), plan.settings, include_vectors, timeout)
 
