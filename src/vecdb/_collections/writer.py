@@ -48,6 +48,7 @@ from . import first_load as _first_load
 from . import indexing as _indexing
 from . import partitions as _partitions
 from . import reupsert as _reupsert
+from . import seen as _seen
 from .archive import ARCHIVE_SCHEMA
 
 __all__ = ["REBUILD_MIN_ROWS", "WRITE_CHUNK", "Writer", "affected"]
@@ -217,8 +218,14 @@ class Writer:
     async def _prepare(
         self, chunks: AsyncIterator[list[Any]], mode: str, *, across: bool
     ) -> AsyncIterator[_Chunk]:
-        """Validate chunk by chunk; ``across``: note ids repeated from earlier chunks."""
-        seen: set[Any] = set()  # bounded by the input, as the staging table is
+        """Validate chunk by chunk; ``across``: note ids repeated from earlier chunks.
+
+        An upsert's ``earlier`` may name ids no earlier chunk gave (`SeenIds`:
+        its memory stays flat on a long stream); deleting or deduplicating
+        those changes nothing. An insert's is exact: it names them in its error.
+        """
+        seen: set[Any] = set()
+        maybe_seen = _seen.SeenIds()
         position = 0
         async for items in chunks:
             models = [self._codec.validate(item, position + j) for j, item in enumerate(items)]
@@ -226,7 +233,9 @@ class Writer:
             unique = set(ids)
             internal = len(unique) < len(ids)
             earlier: list[Any] = []
-            if across:
+            if across and mode == "upsert":
+                earlier = maybe_seen.add(unique)
+            elif across:
                 earlier = [i for i in unique if i in seen] if seen else []
                 seen |= unique
             if mode == "insert" and (internal or earlier):
