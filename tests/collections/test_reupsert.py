@@ -432,3 +432,38 @@ async def test_an_invalid_index_left_by_a_killed_build_is_repaired_by_the_next_u
     assert await _hnsw(dsn) == [(INDEX, True)]
     assert await db.migrations.invalid_indexes() == []
     assert await docs.count() == ROWS
+
+
+@pytest.mark.parametrize("concurrently", [True, False], ids=["concurrently", "in-transaction"])
+async def test_two_create_index_calls_at_once_both_finish_with_one_valid_index(
+    dsn: str, db: vecdb.Database, docs: vecdb.Collection[Doc], concurrently: bool
+) -> None:
+    """Builds of one collection take turns: each would drop the other's half-built index.
+
+    A writer's open transaction holds the builds at their start, so that
+    without turns they would run side by side when it commits.
+    """
+    other = await db.collection("docs", Doc, dim=DIM, filterable=("bucket",))
+    writer = await asyncpg.connect(dsn)
+    try:
+        await writer.execute("BEGIN; LOCK TABLE docs IN ROW EXCLUSIVE MODE")
+        builds = asyncio.gather(
+            docs.create_index(vecdb.HNSW(m=8, ef_construction=32), concurrently=concurrently),
+            other.create_index(vecdb.HNSW(m=12, ef_construction=40), concurrently=concurrently),
+        )
+        # Both builds wait on the table, or (taking turns) one does, holding the
+        # build lock that the other tries for.
+        until_waiting = _until(
+            writer,
+            "WITH w AS (SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = "
+            "'Lock' AND pid <> pg_backend_pid()) SELECT n = 2 OR (n = 1 AND EXISTS (SELECT 1 "
+            "FROM pg_locks WHERE locktype = 'advisory' AND granted)) FROM w",
+        )
+        await asyncio.wait_for(until_waiting, 30)
+        await writer.execute("COMMIT")
+        await asyncio.wait_for(builds, 60)  # builds that ran into each other hung here
+    finally:
+        await writer.close()
+    assert await _hnsw(dsn) == [(INDEX, True)]
+    await _assert_all_old(docs)
+    assert len(await docs.search(OLD[0], k=10)) == 10

@@ -28,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .._errors import DatabaseError, translating
+from .._errors import DatabaseError, LockTimeoutError, translating
 from .._identifiers import qualified, quote_ident
 from .._schema import ddl as _ddl
 from .._schema.spec import HNSW, CollectionSpec
@@ -42,6 +42,7 @@ __all__ = [
     "drop_indexes",
     "hnsw_indexes",
     "rebuild_indexes",
+    "rebuild_lock_key",
     "session_settings",
     "statement_limit",
 ]
@@ -208,6 +209,7 @@ async def build_hnsw(
         DatabaseError: The build failed (an INVALID leftover is dropped first).
     """
     assert spec.index is not None  # noqa: S101 - the caller passes the index to build
+    key = rebuild_lock_key(spec)
     async with pool.acquire() as conn:
         with translating():
             await session_settings(
@@ -218,16 +220,52 @@ async def build_hnsw(
                 parallel_workers=parallel_workers,
                 timeout=timeout,
             )
-            for vector in spec.layout.vectors:
-                await _build_one(
-                    pool,
-                    conn,
-                    spec,
-                    vector=vector,
-                    concurrently=concurrently,
-                    progress=progress,
-                    timeout=timeout,
-                )
+            # One build of a collection's index at a time (this, a re-upsert's
+            # rebuild, a repair): two would each drop the other's half-built
+            # index. A session lock: the pool's reset on release unlocks it too.
+            await _take_build_lock(conn, key, timeout)
+            try:
+                for vector in spec.layout.vectors:
+                    await _build_one(
+                        pool,
+                        conn,
+                        spec,
+                        vector=vector,
+                        concurrently=concurrently,
+                        progress=progress,
+                        timeout=timeout,
+                    )
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
+
+
+async def _take_build_lock(conn: AnyConnection, key: str, timeout: float | None) -> None:
+    """Wait for the build lock by trying, never inside a statement.
+
+    A session blocked in ``pg_advisory_lock`` is in a statement, and ``CREATE
+    INDEX CONCURRENTLY`` waits for every running statement's snapshot: the
+    holder's build would wait for the waiter, which waits for the holder (a
+    deadlock PostgreSQL reports). Between tries this session runs nothing.
+
+    Raises:
+        LockTimeoutError: ``timeout`` passed first.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pause = 0.02
+    while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key):
+        if deadline is not None and time.monotonic() + pause > deadline:
+            raise LockTimeoutError(
+                f"another build of this collection's index was still running after "
+                f"{timeout:g}s (create_index timeout=); nothing was changed"
+            )
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.5)
+
+
+def rebuild_lock_key(spec: CollectionSpec) -> str:
+    """The advisory lock (``hashtextextended(key, 0)``) of builds of ``spec``'s index."""
+    return "vecdb.rebuild:" + qualified(spec.schema, spec.table)
 
 
 async def _build_one(

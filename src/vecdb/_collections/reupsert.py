@@ -106,7 +106,7 @@ def should_rebuild(choice: RebuildChoice, staged: int, rows: float) -> bool:
 
 
 def _lock_key(spec: CollectionSpec) -> str:
-    return "vecdb.rebuild:" + qualified(spec.schema, spec.table)
+    return _indexing.rebuild_lock_key(spec)
 
 
 async def _try_lock(conn: AnyConnection, spec: CollectionSpec) -> bool:
