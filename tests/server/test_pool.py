@@ -98,7 +98,8 @@ async def test_connection_past_its_lifetime_is_replaced(dsn: str) -> None:
             await asyncio.sleep(0.1)  # the behaviour under test is an age limit
         async with db.acquire() as conn:
             assert await conn.fetchval("SELECT pg_backend_pid()") != first_pid
-        assert db.pool_stats().retired == 1
+        # The first was retired; on a loaded machine the second may outlive 50 ms too.
+        assert db.pool_stats().retired >= 1
 
 
 async def test_statement_timeout_raises_query_timeout(dsn: str) -> None:
