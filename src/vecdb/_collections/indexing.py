@@ -43,8 +43,10 @@ __all__ = [
     "hnsw_indexes",
     "rebuild_indexes",
     "rebuild_lock_key",
+    "release_build_lock",
     "session_settings",
     "statement_limit",
+    "try_build_lock",
 ]
 
 logger = logging.getLogger("vecdb.index")
@@ -237,7 +239,7 @@ async def build_hnsw(
                     )
             finally:
                 with contextlib.suppress(Exception):
-                    await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
+                    await release_build_lock(conn, key)
 
 
 async def _take_build_lock(conn: AnyConnection, key: str, timeout: float | None) -> None:
@@ -253,7 +255,7 @@ async def _take_build_lock(conn: AnyConnection, key: str, timeout: float | None)
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     pause = 0.02
-    while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key):
+    while not await try_build_lock(conn, key):
         if deadline is not None and time.monotonic() + pause > deadline:
             raise LockTimeoutError(
                 f"another build of this collection's index was still running after "
@@ -264,8 +266,18 @@ async def _take_build_lock(conn: AnyConnection, key: str, timeout: float | None)
 
 
 def rebuild_lock_key(spec: CollectionSpec) -> str:
-    """The advisory lock (``hashtextextended(key, 0)``) of builds of ``spec``'s index."""
+    """The session advisory lock's key of builds of ``spec``'s index (`try_build_lock`)."""
     return "vecdb.rebuild:" + qualified(spec.schema, spec.table)
+
+
+async def try_build_lock(conn: AnyConnection, key: str) -> bool:
+    """Take the build lock ``key`` (`rebuild_lock_key`) for the session, if it is free."""
+    return bool(await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key))
+
+
+async def release_build_lock(conn: AnyConnection, key: str) -> None:
+    """Release the build lock ``key`` taken by `try_build_lock`."""
+    await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
 
 
 async def _build_one(

@@ -105,18 +105,12 @@ def should_rebuild(choice: RebuildChoice, staged: int, rows: float) -> bool:
     return staged >= REBUILD_MIN_ROWS and staged >= REBUILD_SHARE * rows
 
 
-def _lock_key(spec: CollectionSpec) -> str:
-    return _indexing.rebuild_lock_key(spec)
-
-
 async def _try_lock(conn: AnyConnection, spec: CollectionSpec) -> bool:
-    return bool(
-        await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", _lock_key(spec))
-    )
+    return await _indexing.try_build_lock(conn, _indexing.rebuild_lock_key(spec))
 
 
 async def _unlock(conn: AnyConnection, spec: CollectionSpec) -> None:
-    await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", _lock_key(spec))
+    await _indexing.release_build_lock(conn, _indexing.rebuild_lock_key(spec))
 
 
 def expected(spec: CollectionSpec) -> list[str]:

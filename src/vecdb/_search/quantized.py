@@ -52,11 +52,11 @@ def search_statement(
     cond = "" if where.matches_all else f" WHERE {where.sql}"
     factor = candidates(index, 1)
     limit = limit_of(k)
-    pool = f"$2::int * {int(factor)}" if k is None else limit_of(k * int(factor))
+    pool_limit = f"$2::int * {int(factor)}" if k is None else limit_of(k * int(factor))
     distance = f"{quote_ident(vector.name)} {OPERATORS[spec.metric]} {query}"
     return (
         f"WITH c AS MATERIALIZED (SELECT {', '.join(quote_ident(c) for c in inner)} "
-        f"FROM {table}{cond} ORDER BY {order} LIMIT {pool}) "
+        f"FROM {table}{cond} ORDER BY {order} LIMIT {pool_limit}) "
         f"SELECT {', '.join(quote_ident(c) for c in columns)}, {distance} AS {DISTANCE} "
         f"FROM c ORDER BY {DISTANCE} LIMIT {limit}"
     )

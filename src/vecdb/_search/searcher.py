@@ -262,8 +262,8 @@ class Searcher(Generic[M]):
     ) -> str:
         # The text depends only on these (the filter's values are parameters):
         # cached, since building it is a visible share of a 1 ms search.
-        where = "\0batch" if batch else source
-        key = (vector.name, compiled.sql, plan.strategy, vectors, where, k)
+        origin = "\0batch" if batch else source
+        key = (vector.name, compiled.sql, plan.strategy, vectors, origin, k)
         sql = self._sql_cache.get(key)
         if sql is None:
             columns = self._spec.layout.columns if vectors else self._codec.scalar_columns

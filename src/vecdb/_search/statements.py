@@ -1,7 +1,8 @@
 """The search statement, its ``SET LOCAL`` settings, and reading its plan.
 
 The statement binds ``$1`` the query vector, ``$2`` k, then the filter's
-values; identifiers are quoted, every value bound. Settings are applied with
+values; identifiers are quoted, every value bound, except that an unfiltered
+statement has its range-checked k written in (`limit_of`). Settings are applied with
 ``set_config(name, value, true)`` inside the query's transaction, so none
 outlives it on a pooled connection.
 """
