@@ -650,11 +650,37 @@ async def test_a_rebuild_after_create_index_sizes_its_memory_from_the_new_parame
         c = await db.collection("items", Item, dim=DIM)
         await c.create_index(vecdb.HNSW(m=48, ef_construction=96), concurrently=False)
         spec = c._spec
-        old = _indexing._graph_memory(spec, 16, rows, 1 << 20)
-        new = _indexing._graph_memory(spec, 48, rows, 1 << 20)
+        old = _indexing._graph_memory(spec, 16, rows, 1 << 20, 4 << 30)
+        new = _indexing._graph_memory(spec, 48, rows, 1 << 20, 4 << 30)
         assert old != new  # the sizes this test tells apart
         with caplog.at_level(logging.INFO, logger="vecdb.index"):
             await c.upsert(item(i) for i in range(rows))
     built = [r.getMessage() for r in caplog.records if "after loading" in r.getMessage()]
     assert len(built) == 1
     assert built[0].endswith(f"(maintenance_work_mem {new})")
+
+
+@pytest.mark.parametrize(
+    ("cache", "current", "rows", "expected"),
+    [
+        # 20M rows of DIM 4 at m=16 want ~9.6 GB: a third of the cache caps it,
+        ("12GB", "64MB", 20_000_000, 4 << 20),
+        # but never below 1 GB, whatever the cache says,
+        ("2GB", "64MB", 20_000_000, 1 << 20),
+        # nor below the server's own setting;
+        ("12GB", "6GB", 20_000_000, 6 << 20),
+        # a small graph takes what it needs, or the setting if that is more.
+        ("12GB", "64MB", 1_000_000, 1_000_000 * 368 * 13 // 10 // 1024),
+        ("12GB", "64MB", 1_000, 64 << 10),
+    ],
+)
+async def test_a_build_sizes_its_memory_from_the_graph_and_the_servers_memory(
+    items: vecdb.Collection[Item], cache: str, current: str, rows: int, expected: int
+) -> None:
+    """The build's maintenance_work_mem: the graph's size between the server's setting
+    and the larger of 1 GB and a third of effective_cache_size (kB)."""
+    async with items._pool.acquire() as conn:
+        await conn.execute("SELECT set_config('effective_cache_size', $1, false)", cache)
+        await conn.execute("SELECT set_config('maintenance_work_mem', $1, false)", current)
+        memory = await _indexing._build_memory(conn, items._spec, 16, rows)
+    assert memory == f"{expected}kB"

@@ -893,7 +893,9 @@ class Collection(Generic[M]):
                 build runs (read from a second pooled connection), and once at
                 the end with ``phase == "done"``. May be a coroutine function.
             maintenance_work_mem: The build's memory, e.g. ``"2GB"``; default
-                enough for the graph, from the server's setting up to 1 GB.
+                enough for the graph, never below the server's setting, and at
+                most the larger of 1 GB and a third of ``effective_cache_size``
+                (a quarter of memory on the tuned embedded server).
             parallel_workers: ``max_parallel_maintenance_workers``; default the
                 server's ``max_parallel_maintenance_workers`` (a parallel build
                 needs ``/dev/shm`` larger than its memory: pgvector #453).

@@ -52,7 +52,14 @@ __all__ = [
 logger = logging.getLogger("vecdb.index")
 
 POLL_INTERVAL = 0.25  # seconds between reads of pg_stat_progress_create_index
-_DEFAULT_WORK_MEM_CAP = 1 << 30  # never take more than 1 GB unless asked
+_BUILD_MEMORY_FLOOR = 1 << 30  # what a build may take on any server (more only if asked)
+# Of effective_cache_size: pgtune (and vecdb's tuning) set it to 3/4 of memory,
+# so a third of it is a quarter of memory, beside shared_buffers' quarter.
+_BUILD_MEMORY_SHARE = 3
+_MEMORY_SETTINGS = (
+    "SELECT pg_size_bytes(current_setting('maintenance_work_mem')) AS current, "
+    "pg_size_bytes(current_setting('effective_cache_size')) AS cache"
+)
 # asyncpg reads ``timeout=None`` as "the pool's command_timeout"; its own "no
 # timeout" sentinel is private, so "no limit" is a timeout nobody will reach.
 NO_LIMIT = 10.0 * 365 * 24 * 3600
@@ -68,16 +75,29 @@ def _server_limit(timeout: float | None) -> str:
     return "0" if timeout is None else f"{max(1, int(timeout * 1000))}ms"
 
 
-def _graph_memory(spec: CollectionSpec, m: int, rows: float, current: int) -> str:
+def _graph_memory(spec: CollectionSpec, m: int, rows: float, current: int, cache: int) -> str:
     """``maintenance_work_mem`` for building ``rows`` into the graph (bytes in, kB out).
 
     Enough for the graph (vectors plus 2*m neighbours per node), never below
-    the server's setting ``current``, capped at 1 GB.
+    the server's setting ``current``. Capped at the larger of 1 GB and a third
+    of ``effective_cache_size`` (``cache``): the server's own word for its
+    memory, a quarter of it on a server tuned as vecdb tunes its own. The
+    server-wide setting stays at 1/16 of memory because every autovacuum
+    worker may take as much; one build at a time may take more, and a graph
+    that fits is built many times faster than one that spills to disk.
     """
     per_row = sum(4 * v.dim for v in spec.layout.vectors) + m * 2 * 8 + 96
     wanted = int(rows * per_row * 1.3)
-    size = max(current, min(wanted, _DEFAULT_WORK_MEM_CAP))
+    cap = max(_BUILD_MEMORY_FLOOR, cache // _BUILD_MEMORY_SHARE)
+    size = max(current, min(wanted, cap))
     return f"{size // 1024}kB"
+
+
+async def _build_memory(conn: AnyConnection, spec: CollectionSpec, m: int, rows: float) -> str:
+    """`_graph_memory` for ``rows``, from the server's settings."""
+    row = await conn.fetchrow(_MEMORY_SETTINGS)
+    assert row is not None  # noqa: S101 - one row, always
+    return _graph_memory(spec, m, rows or 0.0, int(row["current"]), int(row["cache"]))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -158,15 +178,11 @@ async def session_settings(
 ) -> None:
     """Session settings for the build; the pool's reset (RESET ALL) undoes them on release."""
     if maintenance_work_mem is None:
-        row = await conn.fetchrow(
-            "SELECT greatest(c.reltuples, 0)::float8 AS rows, "
-            "(SELECT setting::bigint * 1024 FROM pg_settings "
-            " WHERE name = 'maintenance_work_mem') AS current "
-            "FROM pg_class c WHERE c.oid = to_regclass($1)",
+        rows = await conn.fetchval(
+            "SELECT greatest(reltuples, 0)::float8 FROM pg_class WHERE oid = to_regclass($1)",
             qualified(spec.schema, spec.table),
         )
-        assert row is not None  # noqa: S101 - the table exists
-        maintenance_work_mem = _graph_memory(spec, index.m, row["rows"], int(row["current"]))
+        maintenance_work_mem = await _build_memory(conn, spec, index.m, rows)
     await conn.execute("SELECT set_config('maintenance_work_mem', $1, false)", maintenance_work_mem)
     if parallel_workers is None:
         parallel_workers = int(
@@ -495,11 +511,7 @@ async def rebuild_indexes(
     server's ``max_parallel_maintenance_workers`` (a parallel build needs
     ``/dev/shm`` larger than its memory, so the tuned server sizes it to both).
     """
-    m = (spec.index or HNSW()).m
-    current = await conn.fetchval(
-        "SELECT setting::bigint * 1024 FROM pg_settings WHERE name = 'maintenance_work_mem'"
-    )
-    memory = _graph_memory(spec, m, rows, int(current))
+    memory = await _build_memory(conn, spec, (spec.index or HNSW()).m, rows)
     await conn.execute(
         "SELECT set_config('maintenance_work_mem', $1, true), "
         "set_config('statement_timeout', $2, true)",
