@@ -16,6 +16,10 @@ it (tuned from the machine, see ``vecdb tune``), one with ``VECDB_TUNE=off``
 the server's settings differ. Timed parts take turns between the two, so the
 machine's background load weighs on both alike; the load average is printed.
 
+``--servers tuned`` (or ``stock``) starts one server alone: for figures the
+settings do not change, such as halfvec's index bytes at 1M rows, without
+the stock server's hours of building.
+
 ``--tuned-setting NAME=VALUE`` (repeatable) overrides one of the tuned server's
 settings, as ``connect(server_settings=...)`` does: to find which setting makes
 a difference.
@@ -184,11 +188,13 @@ class Side:
 
 
 @contextlib.asynccontextmanager
-async def sides(parent: Path, tuned_settings: dict[str, str]) -> AsyncIterator[list[Side]]:
+async def sides(
+    parent: Path, tuned_settings: dict[str, str], names: tuple[str, ...] = ("stock", "tuned")
+) -> AsyncIterator[list[Side]]:
     """Both servers, started as ``vecdb.connect()`` starts them; stopped and deleted after."""
     started: list[Side] = []
     try:
-        for name in ("stock", "tuned"):
+        for name in names:
             data_dir = parent / name
             side = Side(name, data_dir, db=None)  # type: ignore[arg-type]
             with environment(**side.env):
@@ -268,7 +274,8 @@ async def part_build(both: list[Side], data: Dataset, storage: str) -> dict[str,
                 "yes" if spilled else "no",
             ]
         )
-    rows.append(["tuned / stock", "", "", fmt(builds["tuned"] / builds["stock"], 2), ""])
+    if len(builds) == 2:
+        rows.append(["tuned / stock", "", "", fmt(builds["tuned"] / builds["stock"], 2), ""])
     table(
         f"Build - {n} rows ({storage}): upsert, then create_index(HNSW m={M}, "
         f"ef_construction={EF_CONSTRUCTION}) (s)",
@@ -337,6 +344,8 @@ async def part_latency(both: list[Side], data: Dataset, rounds: int) -> None:
                     fmt(recalls[side.name], 3),
                 ]
             )
+        if len(lat) < 2:
+            continue
         stock, tuned = lat["stock"], lat["tuned"]
         rows.append(
             [
@@ -603,7 +612,7 @@ def part_p999(both: list[Side]) -> None:
 async def run(args: argparse.Namespace, data: Dataset, parent: Path) -> None:
     app_baseline = psutil.Process().memory_info().rss
     with RssSampler(interval=0.2) as app:
-        async with sides(parent, args.tuned_setting) as both:
+        async with sides(parent, args.tuned_setting, args.servers) as both:
             part_settings(both)
             builds: dict[str, float] = {}
             if args.parts & {"build", "latency", "pool", "memory", "halfvec"}:
@@ -619,7 +628,7 @@ async def run(args: argparse.Namespace, data: Dataset, parent: Path) -> None:
             if both[0].latencies:
                 part_p999(both)
             if "upsert" in args.parts:
-                await part_upsert(both[1], args.upsert_rows, data.dim)
+                await part_upsert(both[-1], args.upsert_rows, data.dim)
 
 
 def main() -> None:
@@ -638,6 +647,12 @@ def main() -> None:
         help="which of build,latency,pool,memory,halfvec,upsert to run (default all)",
     )
     parser.add_argument(
+        "--servers",
+        default="stock,tuned",
+        help="which of stock,tuned to start (default both; one alone, e.g. for halfvec's "
+        "index bytes at 1M, which the settings do not change)",
+    )
+    parser.add_argument(
         "--tuned-setting",
         action="append",
         default=[],
@@ -648,6 +663,9 @@ def main() -> None:
     args = parser.parse_args()
     args.tuned_setting = dict(item.split("=", 1) for item in args.tuned_setting)
     args.parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    args.servers = tuple(n for n in ("stock", "tuned") if n in args.servers.split(","))
+    if not args.servers:
+        parser.error("--servers: stock, tuned or both")
     started = time.perf_counter()
     if args.data is not None:
         data = load_shared(args.data, args.rows, args.queries)

@@ -19,6 +19,7 @@ import pytest
 
 import vecdb
 from vecdb._collections import archive as _archive
+from vecdb._collections import archive_records as _records
 from vecdb._collections import catalog as _catalog
 from vecdb._collections.checksums import combine
 from vecdb._schema.spec import make_spec
@@ -131,7 +132,7 @@ async def archive_state(db: vecdb.Database) -> dict[str, Any]:
 async def checksums_of_archive(db: vecdb.Database, col: vecdb.Collection[Any]) -> list[str]:
     """The checksum of each archived partition now, over the columns it was archived with."""
     async with db.acquire() as conn:
-        marked = await _archive._marked(conn, col._spec)
+        marked = await _records.marked_tables(conn, col._spec)
         return sorted(
             [await _archive._archived_checksum(conn, col._spec, m) for m in marked]
         )  # fmt: skip

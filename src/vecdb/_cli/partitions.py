@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from .._collections import archive as _archive
+from .._collections import archive_records as _records
+from .._collections import archive_rows as _archive_rows
 from .._collections import catalog as _catalog
 from .._collections import partitions as _partitions
 from .._errors import CollectionNotFoundError, ConfigError, translating
@@ -246,7 +248,7 @@ async def _list(db: Database, args: argparse.Namespace) -> Outcome:
     async with db.acquire() as conn:
         with translating():
             infos = await _partitions.list_partitions(conn, spec, exact=args.exact)
-            infos += await _archive.archived_partitions(conn, spec, exact=args.exact)
+            infos += await _records.archived_partitions(conn, spec, exact=args.exact)
     archived = sum(i.archived for i in infos)
     count = len(infos)
     summary = (
@@ -325,7 +327,7 @@ async def _restore_command(db: Database, args: argparse.Namespace) -> Outcome:
     if spec.partitioning is not None:
         async with db.acquire() as conn:
             with translating():
-                archived = await _archive.archived_partitions(conn, spec)
+                archived = await _records.archived_partitions(conn, spec)
         total = sum(
             p.rows
             for p in archived
@@ -334,7 +336,7 @@ async def _restore_command(db: Database, args: argparse.Namespace) -> Outcome:
     progress = None if args.json else RowProgress(sys.stderr, "restored", total)
     try:
         if spec.partitioning is None:
-            report = await _archive.restore_rows(pool, spec, newer_than, progress=progress)
+            report = await _archive_rows.restore_rows(pool, spec, newer_than, progress=progress)
         else:
             report = await _archive.restore(pool, spec, newer_than, progress=progress)
     finally:

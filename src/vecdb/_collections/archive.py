@@ -20,10 +20,11 @@ The checksum (`checksums`) is the count of rows and a sum of per-row hashes of
 their whole content: independent of row order and of where the rows live, so
 the same rows give the same checksum before and after.
 
-An unpartitioned collection archives by a time field instead: rows move in
-batches, each batch in one statement (``DELETE … RETURNING`` into ``INSERT``),
-so again each row is in one place at any moment, and an interrupted run is
-resumed by the next.
+An unpartitioned collection archives by a time field instead (`archive_rows`):
+rows move in batches, each batch in one statement (``DELETE … RETURNING``
+into ``INSERT``), so again each row is in one place at any moment, and an
+interrupted run is resumed by the next. Where archived data is, and the
+records of its moves, are `archive_records`.
 
 Restoring moves each partition back in one transaction (checks, columns,
 move, ATTACH, checksum): a failure leaves it archived as it was. A partition
@@ -41,10 +42,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import logging
-import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from .._errors import (
@@ -61,97 +60,17 @@ from .._schema.ddl import registry_name
 from .._schema.partitioning import ArchiveReport, PartitionInfo, TimePartitions
 from .._schema.spec import CollectionSpec
 from .._typing import AnyConnection, Connections
+from . import archive_records as _records
+from . import archive_rows as _rows
 from . import conform as _conform
 from . import fulltext as _fulltext
 from . import partitions as _partitions
-from .checksums import EMPTY, checksum, combine, subtract
+from .archive_records import ARCHIVE_SCHEMA
+from .checksums import EMPTY, checksum, combine
 
-__all__ = [
-    "ARCHIVE_SCHEMA",
-    "ArchivePlan",
-    "archive",
-    "archived_partitions",
-    "archived_tables",
-    "check_archivable",
-    "plan",
-    "purge",
-    "recover",
-    "restore",
-    "restore_rows",
-]
+__all__ = ["ArchivePlan", "archive", "check_archivable", "plan", "purge", "recover", "restore"]
 
 logger = logging.getLogger("vecdb.archive")
-
-ARCHIVE_SCHEMA = "vecdb_archive"
-_MARK = "vecdb_archive"  # the key of vecdb's JSON in a partition's table comment
-
-ArchiveProgress = Callable[[str, int], Awaitable[None] | None]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Marked:
-    """A partition vecdb is moving or has archived: where it is, and its record."""
-
-    name: str
-    schema: str
-    attached: bool
-    pending: bool  # a DETACH … CONCURRENTLY that did not finish
-    record: dict[str, Any]
-
-
-_MARKED = """
-SELECT c.relname AS name, n.nspname AS schema, obj_description(c.oid, 'pg_class') AS comment,
-       i.inhrelid IS NOT NULL AS attached, coalesce(i.inhdetachpending, false) AS pending
-FROM pg_class c
-JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_inherits i ON i.inhrelid = c.oid
-WHERE c.relkind = 'r' AND n.nspname IN ($1, $2)
-  AND obj_description(c.oid, 'pg_class') LIKE '{"vecdb_archive":%'
-"""
-
-
-async def _marked(conn: AnyConnection, spec: CollectionSpec) -> list[_Marked]:
-    rows = await conn.fetch(_MARKED, spec.schema, ARCHIVE_SCHEMA)
-    found = []
-    for row in rows:
-        try:
-            record = json.loads(row["comment"])[_MARK]
-        except (ValueError, KeyError, TypeError):
-            continue
-        if record.get("collection") == spec.name:
-            found.append(
-                _Marked(row["name"], row["schema"], row["attached"], row["pending"], record)
-            )
-    return found
-
-
-async def _set_record(
-    conn: AnyConnection, schema: str, name: str, record: dict[str, Any] | None
-) -> None:
-    text = None if record is None else json.dumps({_MARK: record})
-    # COMMENT takes a literal, not a parameter: the server quotes it (%L of NULL is NULL).
-    statement = await conn.fetchval(
-        "SELECT format('COMMENT ON TABLE %s IS %L', $1::text, $2::text)",
-        qualified(schema, name),
-        text,
-    )
-    await conn.execute(statement)
-
-
-def _key(spec: CollectionSpec, text: str) -> Any:
-    """A partition key back from the text `archive` recorded."""
-    ctype = spec.layout.filterable[spec.partition_key or ""]
-    if isinstance(spec.partitioning, TimePartitions):
-        if ctype is ColumnType.DATE:
-            return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.UTC)
-        return dt.datetime.fromisoformat(text)
-    converters: dict[ColumnType, Callable[[str], Any]] = {
-        ColumnType.BIGINT: int,
-        ColumnType.BOOLEAN: lambda s: s == "true",
-        ColumnType.UUID: uuid.UUID,
-        ColumnType.DATE: dt.date.fromisoformat,
-    }
-    return converters.get(ctype, str)(text)
 
 
 def _check_time_partitioned(spec: CollectionSpec, what: str) -> TimePartitions:
@@ -166,16 +85,6 @@ def _check_time_partitioned(spec: CollectionSpec, what: str) -> TimePartitions:
             setting="older_than",
         )
     return spec.partitioning
-
-
-def _aware(value: dt.datetime, name: str) -> dt.datetime:
-    if not isinstance(value, dt.datetime) or value.tzinfo is None:
-        raise ConfigError(
-            f"{name} must be a timezone-aware datetime (e.g. datetime.now(datetime.UTC) - "
-            f"timedelta(days=365)), got {value!r}",
-            setting=name,
-        )
-    return value
 
 
 _TIME_TYPES = (ColumnType.TIMESTAMPTZ, ColumnType.DATE)
@@ -230,13 +139,6 @@ class ArchivePlan:
     rows: int
 
 
-def _cutoff(spec: CollectionSpec, field: str, value: dt.datetime) -> dt.datetime | dt.date:
-    """A cutoff as the column compares: a date field against the cutoff's UTC date."""
-    if spec.layout.filterable[field] is ColumnType.DATE:
-        return value.astimezone(dt.UTC).date()
-    return value
-
-
 async def plan(
     conn: AnyConnection, spec: CollectionSpec, older_than: dt.datetime, field: str | None
 ) -> ArchivePlan:
@@ -247,7 +149,7 @@ async def plan(
             collections reference an unpartitioned collection (named).
     """
     field = check_archivable(spec, field)
-    _aware(older_than, "older_than")
+    _records.aware(older_than, "older_than")
     if field is None:
         due = tuple(
             p
@@ -255,7 +157,7 @@ async def plan(
             if isinstance(p.upper, dt.datetime) and p.upper <= older_than
         )
         return ArchivePlan(None, due, sum(p.rows for p in due))
-    referencing = await _referencing(conn, spec)
+    referencing = await _rows.referencing(conn, spec)
     if referencing:
         raise ConfigError(
             f"cannot archive rows of {spec.name!r}: collections {referencing} reference "
@@ -267,7 +169,7 @@ async def plan(
     table = qualified(spec.schema, spec.table)
     rows = await conn.fetchval(
         f"SELECT count(*) FROM {table} WHERE {quote_ident(field)} < $1",
-        _cutoff(spec, field, older_than),
+        _records.cutoff(spec, field, older_than),
     )
     return ArchivePlan(field, (), int(rows))
 
@@ -279,7 +181,7 @@ async def archive(
     *,
     field: str | None,
     batch_size: int,
-    progress: ArchiveProgress | None,
+    progress: _records.ArchiveProgress | None,
 ) -> ArchiveReport:
     """Archive by `plan`: whole partitions, or rows in batches (see the module docstring)."""
     async with pool.acquire() as conn:
@@ -287,7 +189,7 @@ async def archive(
             planned = await plan(conn, spec, older_than, field)
     if planned.field is None:
         return await _archive_partitions(pool, spec, older_than, progress=progress)
-    return await _archive_rows(
+    return await _rows.archive_rows(
         pool, spec, planned.field, older_than, batch_size=batch_size, progress=progress
     )
 
@@ -299,7 +201,7 @@ async def recover(pool: Connections, spec: CollectionSpec) -> None:
     """Finish every move of this collection's partitions that was interrupted."""
     async with pool.acquire() as conn:
         with translating():
-            for marked in await _marked(conn, spec):
+            for marked in await _records.marked_tables(conn, spec):
                 state = marked.record.get("state")
                 if state == "archiving":
                     logger.info("finishing the interrupted archive of %s", marked.name)
@@ -309,7 +211,9 @@ async def recover(pool: Connections, spec: CollectionSpec) -> None:
                     await _undo_restore(conn, spec, marked)
 
 
-async def _finish_archive(conn: AnyConnection, spec: CollectionSpec, marked: _Marked) -> str:
+async def _finish_archive(
+    conn: AnyConnection, spec: CollectionSpec, marked: _records.Marked
+) -> str:
     """The rest of an archive, from wherever it stopped; returns the verified checksum."""
     parent = qualified(spec.schema, spec.table)
     name, schema = marked.name, marked.schema
@@ -341,8 +245,8 @@ async def _finish_archive(conn: AnyConnection, spec: CollectionSpec, marked: _Ma
             before=before,
             after=after,
         )
-    record = {**marked.record, "state": "archived", "archived_at": _now()}
-    await _set_record(conn, ARCHIVE_SCHEMA, name, record)
+    record = {**marked.record, "state": "archived", "archived_at": _records.now()}
+    await _records.set_record(conn, ARCHIVE_SCHEMA, name, record)
     logger.info("archived partition %s of %s (%s)", name, spec.name, after)
     return after
 
@@ -355,9 +259,9 @@ async def _move_back(
             f"ALTER TABLE {qualified(ARCHIVE_SCHEMA, name)} SET SCHEMA {quote_ident(spec.schema)}"
         )
         await _partitions.attach(
-            conn, spec, _key(spec, record["key"]), qualified(spec.schema, name)
+            conn, spec, _records.stored_key(spec, record["key"]), qualified(spec.schema, name)
         )
-        await _set_record(conn, spec.schema, name, None)
+        await _records.set_record(conn, spec.schema, name, None)
 
 
 async def _archive_partitions(
@@ -365,7 +269,7 @@ async def _archive_partitions(
     spec: CollectionSpec,
     older_than: dt.datetime,
     *,
-    progress: ArchiveProgress | None,
+    progress: _records.ArchiveProgress | None,
 ) -> ArchiveReport:
     """Archive every partition that ends at or before ``older_than``."""
     partitioning = _check_time_partitioned(spec, "archive()")
@@ -391,14 +295,14 @@ async def _archive_partitions(
                     "columns": list(spec.layout.columns),
                     "state": "archiving",
                 }
-                await _set_record(conn, spec.schema, info.name, record)
-                marked = _Marked(info.name, spec.schema, True, False, record)
+                await _records.set_record(conn, spec.schema, info.name, record)
+                marked = _records.Marked(info.name, spec.schema, True, False, record)
                 after = await _finish_archive(conn, spec, marked)
                 before_all.append(before)
                 after_all.append(after)
                 rows += int(before.split(":", 1)[0])
                 if progress is not None:
-                    await _call(progress, info.name, rows)
+                    await _records.report_progress(progress, info.name, rows)
     return ArchiveReport(
         rows=rows,
         partitions=tuple(p.name for p in todo),
@@ -422,7 +326,9 @@ def _hashed_columns(
     return [name for name in spec.layout.columns if name in archived]
 
 
-async def _archived_checksum(conn: AnyConnection, spec: CollectionSpec, marked: _Marked) -> str:
+async def _archived_checksum(
+    conn: AnyConnection, spec: CollectionSpec, marked: _records.Marked
+) -> str:
     """An archived partition's checksum now, over the columns it was archived with."""
     table = qualified(ARCHIVE_SCHEMA, marked.name)
     archived = (await _conform.columns(conn, [table]))[table]
@@ -450,7 +356,7 @@ async def _conformance(
     )
 
 
-async def _restore_one(conn: AnyConnection, spec: CollectionSpec, marked: _Marked) -> str:
+async def _restore_one(conn: AnyConnection, spec: CollectionSpec, marked: _records.Marked) -> str:
     """Move one archived partition back and attach it; returns the restored rows' checksum.
 
     One transaction: the checks, the columns made the collection's (`conform`),
@@ -484,7 +390,7 @@ async def _restore_one(conn: AnyConnection, spec: CollectionSpec, marked: _Marke
         await conn.execute(f"ALTER TABLE {archived} SET SCHEMA {quote_ident(spec.schema)}")
         # An evolve since it was archived may have changed the FullText columns.
         await _fulltext.conform(conn, spec, name)
-        await _partitions.attach(conn, spec, _key(spec, marked.record["key"]), table)
+        await _partitions.attach(conn, spec, _records.stored_key(spec, marked.record["key"]), table)
         after = await checksum(
             conn, spec, table, columns=hashed, as_type=planned.hashed_as(), absent=planned.drop
         )
@@ -505,12 +411,12 @@ async def _restore_one(conn: AnyConnection, spec: CollectionSpec, marked: _Marke
                 after,
                 marked.record["checksum"],
             )
-        await _set_record(conn, spec.schema, name, None)
+        await _records.set_record(conn, spec.schema, name, None)
     logger.info("restored partition %s of %s (%s)", name, spec.name, after)
     return after
 
 
-async def _undo_restore(conn: AnyConnection, spec: CollectionSpec, marked: _Marked) -> None:
+async def _undo_restore(conn: AnyConnection, spec: CollectionSpec, marked: _records.Marked) -> None:
     """A restore an earlier vecdb left marked "restoring": finished, or put back in the archive.
 
     `_restore_one` moves a partition in one transaction and never leaves this
@@ -519,7 +425,7 @@ async def _undo_restore(conn: AnyConnection, spec: CollectionSpec, marked: _Mark
     """
     name = marked.name
     if marked.attached:  # attached: only the mark was left to clear
-        await _set_record(conn, marked.schema, name, None)
+        await _records.set_record(conn, marked.schema, name, None)
         return
     async with conn.transaction():
         if marked.schema != ARCHIVE_SCHEMA:
@@ -527,7 +433,9 @@ async def _undo_restore(conn: AnyConnection, spec: CollectionSpec, marked: _Mark
                 f"ALTER TABLE {qualified(marked.schema, name)} "
                 f"SET SCHEMA {quote_ident(ARCHIVE_SCHEMA)}"
             )
-        await _set_record(conn, ARCHIVE_SCHEMA, name, {**marked.record, "state": "archived"})
+        await _records.set_record(
+            conn, ARCHIVE_SCHEMA, name, {**marked.record, "state": "archived"}
+        )
 
 
 async def _check_restorable(
@@ -569,20 +477,20 @@ async def restore(
     spec: CollectionSpec,
     newer_than: dt.datetime | None,
     *,
-    progress: ArchiveProgress | None,
+    progress: _records.ArchiveProgress | None,
 ) -> ArchiveReport:
     """Bring archived partitions back (all, or those ending after ``newer_than``)."""
     _check_time_partitioned(spec, "restore()")
     if newer_than is not None:
-        _aware(newer_than, "newer_than")
+        _records.aware(newer_than, "newer_than")
     await recover(pool, spec)
     async with pool.acquire() as conn:
         with translating():
             todo = []
-            for marked in await _marked(conn, spec):
+            for marked in await _records.marked_tables(conn, spec):
                 if marked.schema != ARCHIVE_SCHEMA or marked.record.get("state") != "archived":
                     continue
-                lower = _key(spec, marked.record["key"])
+                lower = _records.stored_key(spec, marked.record["key"])
                 interval = spec.partitioning.interval  # type: ignore[union-attr]
                 if newer_than is None or _partitioning.step(lower, interval) > newer_than:
                     todo.append(marked)
@@ -601,7 +509,7 @@ async def restore(
                 after_all.append(after)
                 rows += int(after.split(":", 1)[0])
                 if progress is not None:
-                    await _call(progress, marked.name, rows)
+                    await _records.report_progress(progress, marked.name, rows)
     return ArchiveReport(
         rows=rows,
         partitions=tuple(m.name for m in todo),
@@ -618,7 +526,7 @@ async def purge(pool: Connections, spec: CollectionSpec, older_than: dt.datetime
             (a foreign key with ``on_delete="restrict"``); nothing was deleted.
     """
     _check_time_partitioned(spec, "purge_archive()")
-    _aware(older_than, "older_than")
+    _records.aware(older_than, "older_than")
     await recover(pool, spec)
     interval = spec.partitioning.interval  # type: ignore[union-attr]
     id_col = quote_ident(spec.layout.id.name)
@@ -626,10 +534,11 @@ async def purge(pool: Connections, spec: CollectionSpec, older_than: dt.datetime
     async with pool.transaction() as conn:
         todo = [
             m
-            for m in await _marked(conn, spec)
+            for m in await _records.marked_tables(conn, spec)
             if m.schema == ARCHIVE_SCHEMA
             and m.record.get("state") == "archived"
-            and _partitioning.step(_key(spec, m.record["key"]), interval) <= older_than
+            and _partitioning.step(_records.stored_key(spec, m.record["key"]), interval)
+            <= older_than
         ]
         rows = 0
         sums = []
@@ -659,236 +568,3 @@ async def purge(pool: Connections, spec: CollectionSpec, older_than: dt.datetime
         checksum_before=combine(sums),
         checksum_after=EMPTY,
     )
-
-
-# -- unpartitioned collections ---------------------------------------------------------------
-
-
-async def _referencing(conn: AnyConnection, spec: CollectionSpec) -> list[str]:
-    """Collections with a foreign key to ``spec``'s ids."""
-    rows = await conn.fetch("SELECT name, spec FROM vecdb.collections WHERE name <> $1", spec.name)
-    found = []
-    for row in rows:
-        data = json.loads(row["spec"]) if isinstance(row["spec"], str) else row["spec"]
-        if any(fk.get("collection") == spec.name for fk in data.get("foreign_keys", {}).values()):
-            found.append(row["name"])
-    return sorted(found)
-
-
-async def _archive_rows(
-    pool: Connections,
-    spec: CollectionSpec,
-    field: str,
-    older_than: dt.datetime,
-    *,
-    batch_size: int,
-    progress: ArchiveProgress | None,
-) -> ArchiveReport:
-    """Move rows whose ``field`` is before ``older_than`` into ``vecdb_archive.<table>``.
-
-    One statement per batch moves it (``DELETE … RETURNING`` feeding an
-    ``INSERT``): a batch is archived whole or not at all, so an interrupted
-    run leaves every row in one place, and the next run moves the rest.
-    """
-    live = qualified(spec.schema, spec.table)
-    store = qualified(ARCHIVE_SCHEMA, spec.table)
-    column = quote_ident(field)
-    id_col = quote_ident(spec.layout.id.name)
-    # Named columns: a FullText column is generated, so it cannot be copied.
-    cols = ", ".join(quote_ident(c) for c in spec.layout.columns)
-    cutoff = _cutoff(spec, field, older_than)
-    async with pool.acquire() as conn:
-        with translating():
-            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(ARCHIVE_SCHEMA)}")
-            await conn.execute(f"CREATE TABLE IF NOT EXISTS {store} (LIKE {live} INCLUDING ALL)")
-            async with conn.transaction():
-                await _conform_store(conn, spec, store, live, restoring=False)
-            record = {"collection": spec.name, "kind": "rows", "field": field, "state": "rows"}
-            await _set_record(conn, ARCHIVE_SCHEMA, spec.table, record)
-            where = f"{column} < $1"
-            before = await checksum(conn, spec, live, where, cutoff)
-            stored_before = await checksum(conn, spec, store, where, cutoff)
-            moved = 0
-            while True:
-                status = await conn.execute(
-                    f"WITH batch AS (SELECT {id_col} FROM {live} WHERE {where} "
-                    f"ORDER BY {id_col} LIMIT $2 FOR UPDATE SKIP LOCKED), "
-                    f"moved AS (DELETE FROM {live} t USING batch WHERE t.{id_col} = "
-                    f"batch.{id_col} RETURNING t.*) INSERT INTO {store} ({cols}) "
-                    f"SELECT {cols} FROM moved",
-                    cutoff,
-                    batch_size,
-                )
-                n = int(status.rsplit(maxsplit=1)[-1])
-                moved += n
-                if progress is not None and n:
-                    await _call(progress, spec.table, moved)
-                if n < batch_size:
-                    break
-            stored_after = await checksum(conn, spec, store, where, cutoff)
-    after = subtract(stored_after, stored_before)
-    if after != before:
-        raise ArchiveChecksumError(
-            f"the rows of {spec.name!r} archived by this call have checksum {after}, the rows "
-            f"that matched before it {before}: rows older than older_than were written while "
-            "it ran. Every row is in one place (the table or the archive); archive again to "
-            "move the rest.",
-            table=spec.table,
-            before=before,
-            after=after,
-        )
-    logger.info("archived %d rows of %s into %s", moved, spec.name, store)
-    return ArchiveReport(rows=moved, partitions=(), checksum_before=before, checksum_after=after)
-
-
-async def _conform_store(
-    conn: AnyConnection, spec: CollectionSpec, store: str, live: str, *, restoring: bool
-) -> None:
-    """Give an unpartitioned collection's row archive the table's columns (`conform`).
-
-    The archive was made ``LIKE`` the table at the first archive; an evolve
-    since added columns (NULL for the rows archived before, as for the live
-    rows of that time) or a migration changed them. Columns the table no
-    longer has are kept: archiving leaves them NULL, and a restore that would
-    leave their values behind, or put NULLs into a NOT NULL column, is refused.
-
-    Raises:
-        SchemaMismatchError: A difference that cannot be resolved without
-            changing data; nothing was changed.
-    """
-    planned = await _conform.plan(conn, store, live, keep_extra=True)
-    blocking = ("add", "retype", "not_null", "held") if restoring else ("add", "retype")
-    problems = tuple(p for p in planned.problems if p[0] in blocking)
-    if problems:
-        what = "restore archived rows of" if restoring else "archive rows of"
-        lines = [line for _, line in problems]
-        listed = "\n".join(f"  - {line}" for line in lines)
-        raise SchemaMismatchError(
-            f"cannot {what} {spec.name!r}: {store} has columns that differ from the "
-            f"collection's ({len(lines)} difference(s)):\n{listed}\nNothing was changed.",
-            differences=lines,
-        )
-    # NOT NULL is the table's to enforce: the archive keeps rows of any age.
-    planned = dataclasses.replace(planned, not_null=())
-    if planned.changes:
-        logger.info("conforming %s to %s: adding %s", store, spec.name, planned.add)
-        await _conform.apply(conn, planned)
-
-
-async def restore_rows(
-    pool: Connections,
-    spec: CollectionSpec,
-    newer_than: dt.datetime | None,
-    *,
-    progress: ArchiveProgress | None,
-) -> ArchiveReport:
-    """Move archived rows of an unpartitioned collection back (all, or ``field >= newer_than``).
-
-    Raises:
-        ConfigError: Nothing was archived, or archived ids exist in the table
-            again (written since); nothing is moved then.
-    """
-    live = qualified(spec.schema, spec.table)
-    store = qualified(ARCHIVE_SCHEMA, spec.table)
-    id_col = quote_ident(spec.layout.id.name)
-    cols = ", ".join(quote_ident(c) for c in spec.layout.columns)  # see _archive_rows
-    async with pool.acquire() as conn:
-        with translating():
-            marked = [m for m in await _marked(conn, spec) if m.record.get("kind") == "rows"]
-            if not marked:
-                return ArchiveReport(
-                    rows=0, partitions=(), checksum_before=EMPTY, checksum_after=EMPTY
-                )
-            where, in_store, args = "TRUE", "TRUE", []
-            if newer_than is not None:
-                _aware(newer_than, "newer_than")
-                field = marked[0].record["field"]
-                column = quote_ident(field)
-                where, in_store = f"{column} >= $1", f"a.{column} >= $1"
-                args = [_cutoff(spec, field, newer_than)]
-            async with conn.transaction():
-                await _conform_store(conn, spec, store, live, restoring=True)
-                clash = await conn.fetch(
-                    f"SELECT a.{id_col} AS id FROM {store} a JOIN {live} t USING ({id_col}) "
-                    f"WHERE {in_store} LIMIT 20",
-                    *args,
-                )
-                if clash:
-                    raise ConfigError(
-                        f"cannot restore into {spec.name!r}: ids {[r['id'] for r in clash]} "
-                        "were written again since they were archived. Nothing was changed.",
-                        setting="newer_than",
-                    )
-                before = await checksum(conn, spec, store, where, *args)
-                live_before = await checksum(conn, spec, live, where, *args)
-                status = await conn.execute(
-                    f"WITH moved AS (DELETE FROM {store} a WHERE {where} RETURNING a.*) "
-                    f"INSERT INTO {live} ({cols}) SELECT {cols} FROM moved",
-                    *args,
-                )
-                after = subtract(await checksum(conn, spec, live, where, *args), live_before)
-                if after != before:  # in the transaction: raising undoes the move
-                    raise ArchiveChecksumError(
-                        f"restoring into {spec.name!r} gave checksum {after}, the archived "
-                        f"rows had {before}; nothing was restored.",
-                        table=spec.table,
-                        before=before,
-                        after=after,
-                    )
-            rows = int(status.rsplit(maxsplit=1)[-1])
-            if progress is not None:
-                await _call(progress, spec.table, rows)
-    return ArchiveReport(rows=rows, partitions=(), checksum_before=before, checksum_after=after)
-
-
-async def archived_partitions(
-    conn: AnyConnection, spec: CollectionSpec, *, exact: bool = True
-) -> list[PartitionInfo]:
-    """The archived partitions, as `PartitionInfo` with ``archived=True``.
-
-    ``exact=False``: the row count recorded when the partition was archived
-    (its rows cannot change there), instead of counting them again.
-    """
-    infos = []
-    interval = spec.partitioning.interval if isinstance(spec.partitioning, TimePartitions) else None
-    for marked in sorted(await _marked(conn, spec), key=lambda m: m.name):
-        if marked.schema != ARCHIVE_SCHEMA or marked.record.get("state") != "archived":
-            continue  # (an unpartitioned collection's archive table is "rows", not listed)
-        lower = _key(spec, marked.record["key"])
-        table = qualified(ARCHIVE_SCHEMA, marked.name)
-        rows = None if exact else marked.record.get("rows")
-        if not isinstance(rows, int):
-            rows = await conn.fetchval(f"SELECT count(*) FROM {table}")
-        size = await conn.fetchval("SELECT pg_total_relation_size($1::regclass)", table)
-        infos.append(
-            PartitionInfo(
-                name=marked.name,
-                lower=lower if interval else None,
-                upper=_partitioning.step(lower, interval) if interval else None,
-                value=None if interval else lower,
-                rows=int(rows),
-                total_bytes=int(size),
-                archived=True,
-            )
-        )
-    return infos
-
-
-async def archived_tables(conn: AnyConnection, spec: CollectionSpec) -> list[str]:
-    """The qualified archive tables holding this collection's archived rows."""
-    names = [
-        qualified(ARCHIVE_SCHEMA, m.name)
-        for m in await _marked(conn, spec)
-        if m.schema == ARCHIVE_SCHEMA and m.record.get("state") in ("archived", "rows")
-    ]
-    return sorted(names)
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat()
-
-
-async def _call(progress: ArchiveProgress, name: str, rows: int) -> None:
-    result = progress(name, rows)
-    if result is not None:
-        await result

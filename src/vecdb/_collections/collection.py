@@ -13,11 +13,10 @@ from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeAlias
 
-import anyio
 import numpy.typing as npt
 
 from .._config import check_int
-from .._errors import ArchiveChecksumError, ConfigError, translating
+from .._errors import ConfigError, translating
 from .._identifiers import qualified, quote_ident
 from .._monitor.recorder import recorded
 from .._schema import spec as _spec
@@ -31,15 +30,16 @@ from .._search.hybrid import RRF
 from .._search.searcher import Explain, Hit, Searcher
 from .._typing import AnyConnection, Connections, M, VectorInput
 from . import archive as _archive
+from . import archive_records as _records
+from . import archive_rows as _archive_rows
 from . import catalog as _catalog
-from . import checksums as _checksums
 from . import conform as _conform
 from . import export as _export
 from . import indexing as _indexing
 from . import partitions as _partitions
 from . import repartition as _repartition
 from . import reupsert as _reupsert
-from .archive import ArchiveProgress
+from .archive_records import ArchiveProgress
 from .indexing import ProgressCallback
 from .repartition import RepartitionCallback
 from .routing import check_consistent, read_operation
@@ -568,7 +568,7 @@ class Collection(Generic[M]):
         async with self._pool.acquire(timeout=timeout) as conn:
             with translating():
                 live = await _partitions.list_partitions(conn, self._spec, exact=exact)
-                return live + await _archive.archived_partitions(conn, self._spec, exact=exact)
+                return live + await _records.archived_partitions(conn, self._spec, exact=exact)
 
     async def repartition(
         self,
@@ -652,7 +652,7 @@ class Collection(Generic[M]):
         since reads as NULL, as it does for the live rows of that time
         (`conform.projection`).
         """
-        archived = await _archive.archived_tables(conn, self._spec)
+        archived = await _records.archived_tables(conn, self._spec)
         if not archived:
             return self._table
         found = await _conform.columns(conn, [self._table, *archived])
@@ -757,9 +757,16 @@ class Collection(Generic[M]):
         """
         self._pool.check_open()
         if from_file is not None:
-            return await self._restore_file(Path(from_file), progress)
+            return await _export.restore(
+                self._pool,
+                self._spec,
+                Path(from_file),
+                codec=self._codec,
+                writer=self._writer,
+                progress=progress,
+            )
         if self._spec.partitioning is None:
-            report = await _archive.restore_rows(
+            report = await _archive_rows.restore_rows(
                 self._pool, self._spec, newer_than, progress=progress
             )
         else:
@@ -797,47 +804,6 @@ class Collection(Generic[M]):
             checksum_after=manifest["checksum"],
         )
 
-    async def _restore_file(self, path: Path, progress: ArchiveProgress | None) -> ArchiveReport:
-        manifest, rows = await anyio.to_thread.run_sync(_export.read, path, self._spec)
-        models = [self._codec.validate(row, j) for j, row in enumerate(rows)]
-        copy_rows, ids = self._codec.rows(models, 0)
-        async with self._pool.transaction() as conn:
-            # The file's rows in the table's own types: their checksum must be the
-            # one taken of the archive when it was exported.
-            stage = quote_ident("_vecdb_restore_" + self._spec.name)
-            # INCLUDING GENERATED: a FullText column is part of the archive's checksum.
-            await conn.execute(
-                f"CREATE TEMP TABLE {stage} (LIKE {self._table} INCLUDING GENERATED) ON COMMIT DROP"
-            )
-            await conn.copy_records_to_table(
-                "_vecdb_restore_" + self._spec.name,
-                records=copy_rows,
-                columns=list(self._spec.layout.columns),
-            )
-            found = await _checksums.checksum(conn, self._spec, stage)
-        if found != manifest["checksum"]:
-            raise ArchiveChecksumError(
-                f"the rows of {path} have checksum {found}, the archive had "
-                f"{manifest['checksum']} when exported; nothing was restored.",
-                table=str(path),
-                before=manifest["checksum"],
-                after=found,
-            )
-        written = await self._writer.write(models, "upsert", None, None)
-        async with self._pool.acquire() as conn:
-            with translating():
-                id_col = quote_ident(self._spec.layout.id.name)
-                after = await _checksums.checksum(
-                    conn, self._spec, self._table, f"{id_col} = ANY($1)", ids
-                )
-        if progress is not None:
-            result = progress(str(path), written)
-            if result is not None:
-                await result
-        return ArchiveReport(
-            rows=written, partitions=(), checksum_before=found, checksum_after=after
-        )
-
     async def purge_archive(self, older_than: dt.datetime, *, confirm: str) -> ArchiveReport:
         """Delete archived partitions that end at or before ``older_than``, for good.
 
@@ -858,7 +824,7 @@ class Collection(Generic[M]):
         if self._spec.partitioning is None:
             raise ConfigError(
                 f"purge_archive() drops archived partitions; {self.name!r} is not "
-                f"partitioned (its archived rows are in {_archive.ARCHIVE_SCHEMA}."
+                f"partitioned (its archived rows are in {_records.ARCHIVE_SCHEMA}."
                 f"{self._spec.table}: delete from it with SQL if you must)",
                 setting="confirm",
             )

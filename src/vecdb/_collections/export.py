@@ -22,16 +22,19 @@ from typing import Any
 import anyio
 
 from .._errors import ArchiveChecksumError, ConfigError, translating
-from .._identifiers import qualified
+from .._identifiers import qualified, quote_ident
 from .._schema.columns import ColumnType
+from .._schema.partitioning import ArchiveReport
+from .._schema.rows import RecordCodec
 from .._schema.spec import CollectionSpec
 from .._typing import Connections
 from .._version import __version__
-from . import archive as _archive
+from . import archive_records as _records
 from . import checksums as _checksums
 from . import conform as _conform
+from .writer import Writer
 
-__all__ = ["MANIFEST_SUFFIX", "export", "manifest_path", "read"]
+__all__ = ["MANIFEST_SUFFIX", "export", "manifest_path", "read", "restore"]
 
 MANIFEST_SUFFIX = ".manifest.json"
 _BATCH = 5_000  # rows fetched and written at a time: bounds client memory
@@ -99,7 +102,7 @@ async def export(pool: Connections, spec: CollectionSpec, path: Path) -> dict[st
     rows = 0
     async with pool.acquire() as conn:
         with translating():
-            tables = await _archive.archived_tables(conn, spec)
+            tables = await _records.archived_tables(conn, spec)
             if not tables:
                 raise ConfigError(
                     f"collection {spec.name!r} has no archived data to export; archive() first",
@@ -217,3 +220,54 @@ def read(path: Path, spec: CollectionSpec) -> tuple[dict[str, Any], list[dict[st
             if row[name] is not None:
                 row[name] = json.loads(row[name])
     return manifest, rows
+
+
+async def restore(
+    pool: Connections,
+    spec: CollectionSpec,
+    path: Path,
+    *,
+    codec: RecordCodec[Any],
+    writer: Writer,
+    progress: _records.ArchiveProgress | None,
+) -> ArchiveReport:
+    """Write the rows of an `export` file back through the collection's write path.
+
+    Raises:
+        ConfigError: The manifest is missing or for another collection (`read`).
+        ArchiveChecksumError: The file's rows differ from what was exported;
+            nothing was written.
+    """
+    manifest, rows = await anyio.to_thread.run_sync(read, path, spec)
+    models = [codec.validate(row, j) for j, row in enumerate(rows)]
+    copy_rows, ids = codec.rows(models, 0)
+    table = qualified(spec.schema, spec.table)
+    async with pool.transaction() as conn:
+        # The file's rows in the table's own types: their checksum must be the
+        # one taken of the archive when it was exported.
+        stage = "_vecdb_restore_" + spec.name
+        # INCLUDING GENERATED: a FullText column is part of the archive's checksum.
+        await conn.execute(
+            f"CREATE TEMP TABLE {quote_ident(stage)} (LIKE {table} INCLUDING GENERATED) "
+            "ON COMMIT DROP"
+        )
+        await conn.copy_records_to_table(
+            stage, records=copy_rows, columns=list(spec.layout.columns)
+        )
+        found = await _checksums.checksum(conn, spec, quote_ident(stage))
+    if found != manifest["checksum"]:
+        raise ArchiveChecksumError(
+            f"the rows of {path} have checksum {found}, the archive had "
+            f"{manifest['checksum']} when exported; nothing was restored.",
+            table=str(path),
+            before=manifest["checksum"],
+            after=found,
+        )
+    written = await writer.write(models, "upsert", None, None)
+    async with pool.acquire() as conn:
+        with translating():
+            id_col = quote_ident(spec.layout.id.name)
+            after = await _checksums.checksum(conn, spec, table, f"{id_col} = ANY($1)", ids)
+    if progress is not None:
+        await _records.report_progress(progress, str(path), written)
+    return ArchiveReport(rows=written, partitions=(), checksum_before=found, checksum_after=after)

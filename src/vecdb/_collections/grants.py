@@ -20,7 +20,7 @@ from .._identifiers import qualified, quote_ident, validate_identifier
 from .._schema.ddl import registry_name
 from .._typing import AnyConnection
 from . import catalog as _catalog
-from .archive import ARCHIVE_SCHEMA
+from .archive_records import ARCHIVE_SCHEMA
 
 __all__ = ["CATALOG_SCHEMA", "runtime_grants"]
 

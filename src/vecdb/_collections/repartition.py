@@ -55,7 +55,7 @@ from .._schema import partitioning as _partitioning
 from .._schema.partitioning import Partitioning, TimePartitions, ValuePartitions
 from .._schema.spec import CollectionSpec
 from .._typing import AnyConnection, Connections
-from . import archive as _archive
+from . import archive_records as _records
 from . import catalog as _catalog
 from . import fulltext as _fulltext
 from . import indexing as _indexing
@@ -340,7 +340,7 @@ async def _check_views(conn: AnyConnection, shadow: Shadow) -> None:
 
 
 async def _check_archive(conn: AnyConnection, shadow: Shadow) -> None:
-    archived = await _archive.archived_tables(conn, shadow.spec)
+    archived = await _records.archived_tables(conn, shadow.spec)
     if archived:
         raise ConfigError(
             f"collection {shadow.spec.name!r} has archived rows ({', '.join(archived)}): "

@@ -49,7 +49,7 @@ from . import indexing as _indexing
 from . import partitions as _partitions
 from . import reupsert as _reupsert
 from . import seen as _seen
-from .archive import ARCHIVE_SCHEMA
+from .archive_records import ARCHIVE_SCHEMA
 
 __all__ = ["REBUILD_MIN_ROWS", "WRITE_CHUNK", "Writer", "affected"]
 
