@@ -415,8 +415,8 @@ def recommend(facts: MachineFacts, *, max_connections: int = 100) -> list[Settin
             f"pgtune: 1/16 of the {mem}, at least 64 MB and at most 8 GB: an HNSW build is "
             "many times faster while its graph fits (pgvector's NOTICE 'hnsw graph no longer "
             "fits into maintenance_work_mem' says when it stops fitting); each autovacuum "
-            "worker may use as much, hence the cap. For one bigger build: "
-            "vecdb create-index --maintenance-work-mem",
+            "worker may use as much, hence the cap. create_index() sizes each build for its "
+            "graph, up to a third of effective_cache_size; more with --maintenance-work-mem",
         ),
         setting(
             "work_mem",

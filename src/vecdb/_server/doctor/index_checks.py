@@ -170,7 +170,7 @@ async def _maintenance_work_mem(ctx: _Context, conn: PoolConnection) -> _Result:
         f"{evidence}: a rebuild (REINDEX) does not fit in memory and runs many times slower "
         "(pgvector: 'hnsw graph no longer fits into maintenance_work_mem')",
         f"{where} maintenance_work_mem = '{value}' (vecdb create-index sizes its own builds, "
-        "up to 1 GB)",
+        "up to the larger of 1 GB and a third of effective_cache_size)",
     )
 
 
