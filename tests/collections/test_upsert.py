@@ -684,3 +684,33 @@ async def test_a_build_sizes_its_memory_from_the_graph_and_the_servers_memory(
         await conn.execute("SELECT set_config('maintenance_work_mem', $1, false)", current)
         memory = await _indexing._build_memory(conn, items._spec, 16, rows)
     assert memory == f"{expected}kB"
+
+
+@pytest.mark.parametrize("shm", [1 << 20, 64 << 30])
+async def test_a_parallel_build_that_would_overflow_dev_shm_runs_in_one_process(
+    items: vecdb.Collection[Item],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    shm: int,
+) -> None:
+    """A parallel build keeps its graph in /dev/shm: one too small for it means no workers.
+
+    /dev/shm's size is the server's only over a Unix socket (the embedded server's
+    connection); over TCP the server's setting stands.
+    """
+    monkeypatch.setattr(_indexing, "shm_bytes", lambda: shm)
+    await items.upsert(item(i) for i in range(50))
+    async with items._pool.acquire() as conn:
+        await conn.execute("SELECT set_config('max_parallel_maintenance_workers', '2', false)")
+        local = await conn.fetchval("SELECT inet_server_addr() IS NULL")
+        with caplog.at_level(logging.WARNING, logger="vecdb.index"):
+            workers = await _indexing._workers_that_fit(conn, "64MB")
+    fits = not local or shm >= (64 << 20) * 1.25
+    assert workers == (2 if fits else 0)
+    warned = [r.getMessage() for r in caplog.records if "in one process" in r.getMessage()]
+    assert bool(warned) is not fits
+    # And the build itself goes through, in one process or not, with a valid index.
+    with caplog.at_level(logging.WARNING, logger="vecdb.index"):
+        await items.create_index(vecdb.HNSW(m=8, ef_construction=16), parallel_workers=None)
+    hits = await items.search([1.0, 3.0, 0.5, -1.0], k=3)
+    assert hits[0].record.id == 3

@@ -32,6 +32,7 @@ from .._errors import DatabaseError, LockTimeoutError, translating
 from .._identifiers import qualified, quote_ident
 from .._schema import ddl as _ddl
 from .._schema.spec import HNSW, CollectionSpec
+from .._shm import SHM_HEADROOM, shm_bytes
 from .._typing import AnyConnection, Connections
 
 __all__ = [
@@ -98,6 +99,41 @@ async def _build_memory(conn: AnyConnection, spec: CollectionSpec, m: int, rows:
     row = await conn.fetchrow(_MEMORY_SETTINGS)
     assert row is not None  # noqa: S101 - one row, always
     return _graph_memory(spec, m, rows or 0.0, int(row["current"]), int(row["cache"]))
+
+
+_WORKERS = """
+SELECT current_setting('max_parallel_maintenance_workers')::int AS workers,
+       inet_server_addr() IS NULL AS local,
+       current_setting('dynamic_shared_memory_type') AS dsm,
+       pg_size_bytes($1) AS memory
+"""
+
+
+async def _workers_that_fit(conn: AnyConnection, memory: str) -> int:
+    """The server's ``max_parallel_maintenance_workers``, or 0 if ``memory`` overflows /dev/shm.
+
+    A parallel build of ``memory`` that would not fit ``/dev/shm`` (`vecdb._shm`)
+    fails; one process that fits is the better build. Known only on the
+    server's host: a Unix-socket connection (``inet_server_addr()`` is NULL) to
+    a server sharing memory through ``/dev/shm``.
+    """
+    row = await conn.fetchrow(_WORKERS, memory)
+    assert row is not None  # noqa: S101 - one row, always
+    workers = int(row["workers"])
+    if workers == 0 or not row["local"] or row["dsm"] != "posix":
+        return workers
+    shm = shm_bytes()
+    if shm is None or shm >= int(row["memory"]) * SHM_HEADROOM:
+        return workers
+    logger.warning(
+        "building in one process, not %d workers: /dev/shm is %d MB, smaller than the "
+        "build's maintenance_work_mem of %d MB (+25%%) that a parallel build keeps there "
+        "(enlarge it, e.g. docker run --shm-size, to build in parallel)",
+        workers,
+        shm >> 20,
+        int(row["memory"]) >> 20,
+    )
+    return 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -185,9 +221,7 @@ async def session_settings(
         maintenance_work_mem = await _build_memory(conn, spec, index.m, rows)
     await conn.execute("SELECT set_config('maintenance_work_mem', $1, false)", maintenance_work_mem)
     if parallel_workers is None:
-        parallel_workers = int(
-            await conn.fetchval("SELECT current_setting('max_parallel_maintenance_workers')")
-        )
+        parallel_workers = await _workers_that_fit(conn, maintenance_work_mem)
     await conn.execute(
         "SELECT set_config('max_parallel_maintenance_workers', $1, false)", str(parallel_workers)
     )
@@ -514,9 +548,11 @@ async def rebuild_indexes(
     memory = await _build_memory(conn, spec, (spec.index or HNSW()).m, rows)
     await conn.execute(
         "SELECT set_config('maintenance_work_mem', $1, true), "
-        "set_config('statement_timeout', $2, true)",
+        "set_config('statement_timeout', $2, true), "
+        "set_config('max_parallel_maintenance_workers', $3, true)",
         memory,
         _server_limit(timeout),
+        str(await _workers_that_fit(conn, memory)),
     )
     for name, definition in indexes:
         logger.info(

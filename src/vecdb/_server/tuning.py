@@ -32,6 +32,7 @@ from pathlib import Path
 
 from .._config import TuningEnv, tuning_from_env
 from .._errors import ConfigError
+from .._shm import SHM_HEADROOM, shm_bytes
 
 __all__ = [
     "PRELOAD_LIBRARIES",
@@ -59,7 +60,6 @@ _WORK_MEM_FLOOR = 4 * MB
 _DEFAULT_WORKER_PROCESSES = 8
 _MAX_PARALLEL_MAINTENANCE = 8
 _MAX_PARALLEL_PER_GATHER = 4
-_SHM_HEADROOM = 1.25  # /dev/shm also holds parallel queries' segments during a build
 
 # Settings PostgreSQL reads only at start (pg_settings.context = 'postmaster') among
 # those vecdb recommends; the server's own pg_settings is the authority when applying.
@@ -269,14 +269,6 @@ def _cores(root: Path) -> tuple[float, str]:
     return best, source
 
 
-def _shm(root: Path) -> int | None:
-    try:
-        found = os.statvfs(root / "dev/shm")
-    except (OSError, AttributeError):  # no /dev/shm (macOS), or no statvfs (Windows)
-        return None
-    return found.f_frsize * found.f_blocks
-
-
 def machine_facts(
     *, memory: int | None = None, cores: float | None = None, root: Path = Path("/")
 ) -> MachineFacts:
@@ -308,7 +300,7 @@ def machine_facts(
         cores=found_cores,
         memory_source=memory_source,
         cores_source=cores_source,
-        shm_bytes=_shm(root),
+        shm_bytes=shm_bytes(root),
     )
 
 
@@ -508,11 +500,7 @@ def _parallel_maintenance(
         f"one per core but the leader's, {cpu}, at most 8: a parallel HNSW build "
         "runs this many workers beside the leader (pgvector)"
     )
-    if (
-        workers > 0
-        and facts.shm_bytes is not None
-        and facts.shm_bytes < maintenance * _SHM_HEADROOM
-    ):
+    if workers > 0 and facts.shm_bytes is not None and facts.shm_bytes < maintenance * SHM_HEADROOM:
         return 0, (
             f"/dev/shm is {_shown(facts.shm_bytes)} (os.statvfs), smaller than the "  # noqa: S108 - a message
             f"maintenance_work_mem of {_shown(maintenance)} (+25%) that a parallel HNSW build "

@@ -48,9 +48,6 @@ _DEAD_RATIO = 0.2  # autovacuum's own default scale factor
 _MIN_ROWS = 1_000  # dead or changed rows below this are noise on any table
 
 
-_SHM_HEADROOM = 1.25
-
-
 _LAG_SECONDS = 30.0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from ..._shm import SHM_HEADROOM
 from ..._typing import PoolConnection
 from ..capabilities import parse_version
 from ..tuning import Setting, machine_facts, parse_size, recommend
@@ -14,7 +15,6 @@ from .context import (
     _MACHINE_FREE,
     _MIN_ITERATIVE,
     _MIN_PGVECTOR,
-    _SHM_HEADROOM,
     _TRUE,
     _Context,
     _listed,
@@ -247,7 +247,7 @@ async def _dev_shm(ctx: _Context, conn: PoolConnection) -> _Result:
     # which vecdb raises per build toward the index's size; parallel queries' segments
     # need room beside it (the tuner's headroom too).
     largest = max((i.bytes for i in ctx.hnsw), default=0)
-    need = int(max(ctx.bytes("maintenance_work_mem") or 0, largest) * _SHM_HEADROOM)
+    need = int(max(ctx.bytes("maintenance_work_mem") or 0, largest) * SHM_HEADROOM)
     shown = _size(shm)
     evidence = f"/dev/shm {shown}; a parallel HNSW build needs about {_size(need)}"  # noqa: S108 - text
     if shm < need:
