@@ -5,7 +5,9 @@ Run from the repository root:
     .venv/bin/python benchmarks/bench_tuning.py --data /work/shared/data/stdlib-minilm-50k
     .venv/bin/python benchmarks/bench_tuning.py --synthetic 20000 --queries 300
     .venv/bin/python benchmarks/bench_tuning.py --synthetic 1000000 --queries 1000 \\
-        --upsert-rows 1000000                                   # the 1M run (hours here)
+        --parts build,latency,pool,memory              # the 1M run (43 minutes here)
+    .venv/bin/python benchmarks/bench_tuning.py --synthetic 1000000 --queries 200 \\
+        --servers tuned --parts halfvec                # halfvec's bytes at 1M (16 minutes)
     .venv/bin/python benchmarks/bench_tuning.py --synthetic 1000 --parts upsert \\
         --upsert-rows 1000000                                   # client memory only, 1M
 
