@@ -201,3 +201,19 @@ def test_apply_on_the_embedded_server_says_what_waits_for_a_restart(data_dir: Pa
     assert "Waiting for a restart: shared_buffers" in result.stdout
     assert "when vecdb next starts the embedded server" in result.stdout
     assert "set VECDB_TUNE_MEMORY=1GB VECDB_TUNE_CORES=2 to keep these" in result.stdout
+
+
+@pytest.mark.slow
+def test_the_doctor_judges_the_embedded_server_for_its_budget_and_what_is_given(
+    data_dir: Path,
+) -> None:
+    # --memory is given; the cores are the budget's, as `vecdb tune` reads them.
+    result = vecdb_cli(
+        "doctor", "--data-dir", str(data_dir), "--memory", "2GB", "--json", VECDB_TUNE_CORES="3"
+    )
+    assert result.returncode in {0, 1}, result.stderr
+    [settings] = [c for c in json.loads(result.stdout) if c["name"] == "settings"]
+    assert (
+        "judged for 2.0 GB (given --memory) and 3 cores (VECDB_TUNE_CORES)"
+        in (settings["evidence"])
+    )

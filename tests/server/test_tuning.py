@@ -46,6 +46,7 @@ from vecdb._server.tuning import (
     machine_facts,
     parse_size,
     recommend,
+    server_facts,
 )
 
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/x"
@@ -231,6 +232,16 @@ def test_given_memory_and_cores_win_and_say_so(tmp_path: Path) -> None:
 def test_the_budget_variables_stand_in_for_the_machine() -> None:
     found = budget_facts(environ={"VECDB_TUNE_MEMORY": "2GB", "VECDB_TUNE_CORES": "1.5"})
     assert dataclasses.astuple(found)[:4] == (2 * GB, 1.5, "VECDB_TUNE_MEMORY", "VECDB_TUNE_CORES")
+
+
+def test_a_dsn_servers_machine_is_not_budgeted_by_the_embedded_servers_variables() -> None:
+    budget = {"VECDB_TUNE_MEMORY": "2GB", "VECDB_TUNE_CORES": "1.5"}
+    embedded = server_facts(embedded=True, memory=8 * GB, environ=budget)
+    remote = server_facts(embedded=False, memory=8 * GB, environ=budget)
+    assert dataclasses.astuple(embedded)[:4] == (8 * GB, 1.5, "given --memory", "VECDB_TUNE_CORES")
+    assert remote.memory_bytes == 8 * GB
+    assert remote.cores_source != "VECDB_TUNE_CORES"
+    assert remote.cores == machine_facts().cores
 
 
 def test_dev_shm_is_measured(tmp_path: Path) -> None:

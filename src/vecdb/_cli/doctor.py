@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from .._errors import VecdbError
 from .._server.database import Database
 from .._server.doctor import Check, diagnose
-from .._server.tuning import machine_facts, parse_size
+from .._server.tuning import parse_size, server_facts
 from .output import EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK, AddCommand, Outcome, table
 
 __all__ = ["add_commands", "exit_code"]
@@ -39,8 +39,8 @@ def _text(checks: Sequence[Check]) -> str:
 async def _doctor(db: Database, args: argparse.Namespace) -> Outcome:
     facts = None
     if args.memory is not None or args.cores is not None:
-        # What the user says the server has; what they leave out is read here.
-        facts = machine_facts(memory=args.memory, cores=args.cores)
+        # What the user says the server has; the rest as `vecdb tune` reads it.
+        facts = server_facts(embedded=db.embedded is not None, memory=args.memory, cores=args.cores)
     checks = await diagnose(db, facts=facts)
     return Outcome(checks, _text(checks), exit_code(checks, strict=args.strict))
 

@@ -33,10 +33,9 @@ from .._server.settings import read
 from .._server.tuning import (
     PRELOAD_LIBRARIES,
     MachineFacts,
-    budget_facts,
     format_size,
-    machine_facts,
     parse_size,
+    server_facts,
 )
 from .output import EXIT_OK, AddCommand, Outcome, table
 
@@ -86,12 +85,7 @@ async def _tune(db: Database, args: argparse.Namespace) -> Outcome:
         if embedded is not None
         else redact_dsn(args.dsn or env_str("VECDB_DSN") or "")
     )
-    # VECDB_TUNE_MEMORY/_CORES are the embedded server's budget, not a remote machine's.
-    facts = (
-        budget_facts(memory=args.memory, cores=args.cores)
-        if embedded is not None
-        else machine_facts(memory=args.memory, cores=args.cores)
-    )
+    facts = server_facts(embedded=embedded is not None, memory=args.memory, cores=args.cores)
     async with db.acquire() as conn:
         # Loading the libraries into this session makes their settings checkable.
         state = await read(conn, load=PRELOAD_LIBRARIES)

@@ -44,6 +44,7 @@ __all__ = [
     "machine_facts",
     "parse_size",
     "recommend",
+    "server_facts",
 ]
 
 KB, MB, GB, TB = 1024, 1024**2, 1024**3, 1024**4
@@ -330,6 +331,28 @@ def budget_facts(
     if cores is None and env.cores is not None:
         facts = dataclasses.replace(facts, cores_source="VECDB_TUNE_CORES")
     return facts
+
+
+def server_facts(
+    *,
+    embedded: bool,
+    memory: int | None = None,
+    cores: float | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> MachineFacts:
+    """The machine to tune or judge a server for, with what the caller gives winning.
+
+    The embedded server runs here, on the budget of ``VECDB_TUNE_MEMORY`` /
+    ``_CORES`` when set (`budget_facts`); a DSN server's machine is not this
+    one, so those variables, which budget the embedded server, do not apply
+    to it, and what is not given is read from this machine.
+
+    Raises:
+        ConfigError: A budget variable holds no size or no positive number.
+    """
+    if embedded:
+        return budget_facts(memory=memory, cores=cores, environ=environ)
+    return machine_facts(memory=memory, cores=cores)
 
 
 def _env_memory(env: TuningEnv) -> int | None:
